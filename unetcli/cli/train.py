@@ -1,0 +1,58 @@
+"""``unetcli train``: train a registry model on a folder of photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from unetcli import console
+from unetcli.cli.options import BatchSizeOpt, DeviceOpt, PrecisionOpt, WorkersOpt
+from unetcli.devices import Precision
+from unetcli.engine.train import TrainOptions
+from unetcli.engine.train import train as run_train
+from unetcli.errors import UsageError
+
+
+def train(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registry model name or alias.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Folder of photos (searched recursively).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder; default runs/<model>.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue the run in this folder from its last checkpoint (model, data and "
+                         "hyper-parameters come from the run).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Total epochs of the run.")] = 10,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Crops per batch "
+                                                                                          "[default: 16].")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="Adam learning rate [default: the "
+                                                                       "seed's, 1e-3].")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", min=16, help="Crop size in pixels (multiple of 16) "
+                                                                        "[default: the model's].")] = None,
+    val_split: Annotated[Optional[float], typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of photos "
+                                                                    "held out for validation [default: 0.1].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for split, init and "
+                                                               "augmentation [default: 0].")] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(
+        "--lr-schedule", help="constant (the seeds') or cosine (anneal to 1% of --lr over --epochs) "
+                              "[default: constant].")] = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = Precision.auto,
+    workers: WorkersOpt = 2,
+) -> None:
+    """Train MODEL on the photos in DATA; writes checkpoints, metrics.csv/png and final weights into the run folder.
+
+    The target is computed from each photo (gray models: skimage rgb2gray; colorize: the photo's colours).
+    An interrupted run continues with --resume RUN.
+    """
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise UsageError("--resume RUN already names the run folder; leave out --out")
+    if resume is None and model is None:
+        raise UsageError("train needs --model and --data (or --resume RUN)")
+    run_dir = resume or out or Path("runs") / model
+    opts = TrainOptions(out=Path(run_dir), model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
+                        size=size, val_split=val_split, seed=seed, lr_schedule=lr_schedule, device=device, precision=precision.value,
+                        workers=workers, resume=resume is not None)
+    card = run_train(opts, log=lambda line: console.err.print(escape(line)))
+    console.out.print(f"{run_dir}/{card['model']}.safetensors")

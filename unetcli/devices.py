@@ -1,0 +1,106 @@
+"""The device selector (``--device``) and the precision choice (``--precision``) shared by every command."""
+
+from __future__ import annotations
+
+import contextlib
+from enum import Enum
+
+import torch
+
+from unetcli.errors import UsageError
+
+
+class Precision(str, Enum):
+    """``--precision`` choices: ``auto`` picks the fastest precision known to stay faithful on the device."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def select_device(spec: str = "auto") -> torch.device:
+    """Resolve ``--device``: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        UsageError: an unknown spelling, or CUDA (or device N) asked for where it is not available.
+            There is never a silent fallback to the CPU when CUDA was asked for.
+    """
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec}: CUDA is not available on this machine "
+                             f"(torch {torch.__version__}); use --device cpu or auto")
+        index = spec.partition(":")[2]
+        if index:
+            if not index.isdigit():
+                raise UsageError(f"--device {spec}: expected cuda:N with N a number")
+            if int(index) >= torch.cuda.device_count():
+                raise UsageError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return torch.device(spec)
+    raise UsageError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True if this CPU runs bf16 matmuls/convs natively (AMX tiles or AVX512-BF16).
+
+    torch has no public query for this; ``torch.cpu._is_amx_tile_supported`` / ``_is_avx512_bf16_supported``
+    are the checks oneDNN itself relies on, read defensively so a future rename only disables the fast path.
+    """
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        with contextlib.suppress(Exception):
+            if fn is not None and fn():
+                return True
+    return False
+
+
+def resolve_precision(precision: Precision | str, device: torch.device, auto_ok: bool = True) -> torch.dtype | None:
+    """Turn ``--precision`` into the autocast dtype for ``device`` (``None`` means plain fp32).
+
+    Args:
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        device: the device the model runs on.
+        auto_ok: whether reduced precision is faithful enough for this model/use when ``auto`` is asked
+            (callers pass False where measurements showed bf16 is not faithful, or where it gains nothing).
+
+    Returns:
+        ``torch.bfloat16`` / ``torch.float16`` for autocast, or ``None`` for fp32.
+        ``auto`` gives bf16 on CPUs with native bf16 (AMX / AVX512-BF16), bf16 on CUDA devices that support it
+        (else fp16), and fp32 otherwise.
+
+    Raises:
+        UsageError: fp16 asked for on the CPU (no fast fp16 kernels there), or bf16 on a CUDA device without it.
+    """
+    precision = Precision(precision)
+    if precision is Precision.fp32:
+        return None
+    if precision is Precision.auto:
+        if not auto_ok:
+            return None
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_fast_bf16() else None
+    if precision is Precision.fp16:
+        if device.type != "cuda":
+            raise UsageError("--precision fp16 is for CUDA devices; on the CPU use bf16 or fp32")
+        return torch.float16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16 support; use fp16")
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``device`` with ``dtype``, or a no-op context when ``dtype`` is None (fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``None`` -> ``"fp32"``, ``torch.bfloat16`` -> ``"bf16"``, ``torch.float16`` -> ``"fp16"``."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

@@ -1,0 +1,42 @@
+"""Building a registry model with its weights on a device, shared by predict, summary, export and train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unetcli.errors import WeightsError
+from unetcli.models.registry import ModelSpec
+from unetcli.weights import WeightsInfo, load_into, load_state, shipped_weights
+
+
+def load_model(spec: ModelSpec, weights: str | Path | None = None, device: torch.device | None = None,
+               **model_kwargs) -> tuple[nn.Module, WeightsInfo]:
+    """The model of ``spec`` with trained weights, in eval mode, on ``device`` in ``channels_last`` layout.
+
+    Args:
+        spec: registry entry.
+        weights: a ``.safetensors`` file (or a ``unetcli train`` checkpoint ``.pt``); None takes the shipped
+            ``weights/<name>.safetensors``.
+        device: target device (default CPU).
+        **model_kwargs: passed to the model class; for ``unet-seg`` ``num_classes`` is read from the
+            weights (the shape of ``out.weight``) when not given.
+
+    Raises:
+        WeightsError: no shipped weights and none given, or the file is missing, corrupt or of another
+            architecture.
+    """
+    path = Path(weights) if weights is not None else shipped_weights(spec)
+    if path is None:
+        raise WeightsError(f"{spec.name} has no shipped weights yet; train some with "
+                           f"`unetcli train --model {spec.name} ...` and pass --weights RUN/{spec.name}.safetensors")
+    state, info = load_state(path, spec)
+    if spec.task == "segment" and "num_classes" not in model_kwargs and "out.weight" in state:
+        model_kwargs["num_classes"] = state["out.weight"].shape[0]
+    model = spec.factory(**model_kwargs)
+    load_into(model, state, path, spec)
+    device = device or torch.device("cpu")
+    model = model.to(device=device, memory_format=torch.channels_last).eval()
+    return model, info

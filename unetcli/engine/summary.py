@@ -1,0 +1,65 @@
+"""Model summaries through torchinfo (run on the ``meta`` device: no memory, no compute, any input size)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torchinfo import summary as torchinfo_summary
+
+from unetcli.models.registry import get_spec
+from unetcli.weights import load_state, shipped_weights
+
+
+def summarize(name: str, input_size: tuple[int, int] | None = None, batch_size: int = 1, depth: int = 3,
+              weights: Path | None = None) -> dict:
+    """torchinfo statistics of a registry model for an input (batch_size, in_channels, H, W).
+
+    Args:
+        name: registry name or alias.
+        input_size: (H, W) in pixels; default the model's training size.
+        batch_size: N.
+        depth: nesting depth of the layer table.
+        weights: a weights file to describe instead of the shipped one (its sha256 is checked against its card).
+
+    Returns:
+        dict with ``model``, ``input_size`` [N, C, H, W], ``total_params``, ``trainable_params``,
+        ``mult_adds`` (count), memory estimates in MB (``input_mb``, ``forward_backward_mb``, ``params_mb``,
+        ``total_mb``), ``layers`` (one dict per row), ``table`` (torchinfo's text) and ``weights``
+        (path, sha256, model card; None when there are none).
+
+    Raises:
+        UsageError / WeightsError: unknown model; an unreadable or mismatched weights file.
+    """
+    spec = get_spec(name)
+    path = Path(weights) if weights else shipped_weights(spec)
+    kwargs, weights_info = {}, None
+    if path is not None:
+        state, info = load_state(path, spec)
+        if spec.task == "segment" and "out.weight" in state:
+            kwargs["num_classes"] = int(state["out.weight"].shape[0])
+        weights_info = {"path": str(info.path), "sha256": info.sha256, "card": info.card}
+    model = spec.factory(**kwargs)
+    h, w = input_size or (spec.train_size, spec.train_size)
+    shape = (batch_size, spec.in_channels, h, w)
+    stats = torchinfo_summary(model, input_size=shape, depth=depth, device="meta", verbose=0,
+                              col_names=("output_size", "num_params", "mult_adds"), row_settings=("var_names",))
+    layers = [{"name": layer.var_name, "type": layer.class_name, "depth": layer.depth,
+               "output_size": list(layer.output_size) if layer.output_size else None,
+               "params": layer.num_params if not layer.is_recursive else 0, "mult_adds": layer.macs}
+              for layer in stats.summary_list]
+    mb = stats.to_megabytes
+    return {
+        "model": spec.name,
+        "seed": spec.seed,
+        "input_size": list(shape),
+        "total_params": stats.total_params,
+        "trainable_params": stats.trainable_params,
+        "mult_adds": stats.total_mult_adds,
+        "input_mb": round(mb(stats.total_input), 2),
+        "forward_backward_mb": round(mb(stats.total_output_bytes), 2),
+        "params_mb": round(mb(stats.total_param_bytes), 2),
+        "total_mb": round(mb(stats.total_input + stats.total_output_bytes + stats.total_param_bytes), 2),
+        "layers": layers,
+        "table": str(stats),
+        "weights": weights_info,
+    }

@@ -1,0 +1,323 @@
+"""Training: crops of a photo folder -> model -> the seed's loss with Adam; validation, checkpoints, resume.
+
+Run folder layout (``--out``):
+    last.pt                 checkpoint of the last finished epoch (model, optimizer, epoch, history, RNG states),
+                            written atomically; ``--resume RUN`` continues from it.
+    best.safetensors/.json  the best epoch so far by validation metric (fp16 weights + model card).
+    <model>.safetensors/.json  the final weights (= best), written when the last epoch ends.
+    metrics.csv, metrics.png   one row per epoch; loss and validation curves.
+    split.json              which files were used for training and which were held out for validation.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import random
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from unetcli.data import PhotoCrops, load_training_photos, split_indices
+from unetcli.devices import autocast, precision_name, resolve_precision, select_device
+from unetcli.errors import UsageError
+from unetcli.models.registry import ModelSpec, get_spec
+from unetcli.tasks import make_task
+from unetcli.weights import save_weights, write_json_atomic
+
+
+@dataclass
+class TrainOptions:
+    """What ``unetcli train`` was asked to do (see ``unetcli train --help`` for each option).
+
+    Options left as None take the model's defaults on a new run, and the run's own values on ``resume``.
+    """
+
+    out: Path
+    model: str | None = None
+    data: Path | None = None
+    epochs: int = 10
+    batch_size: int | None = None
+    lr: float | None = None
+    size: int | None = None
+    val_split: float | None = None
+    seed: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = 2
+    lr_schedule: str | None = None
+    resume: bool = False
+    command: str = field(default_factory=lambda: shlex.join(["unetcli", *sys.argv[1:]]))
+
+
+#: Options fixed for the life of a run: on resume they come from the checkpoint (a different value is an error).
+_FIXED_ON_RESUME = ("model", "data", "batch_size", "lr", "size", "val_split", "seed", "lr_schedule")
+_DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant"}
+
+
+def epoch_lr(base_lr: float, schedule: str, epoch: int, epochs: int) -> float:
+    """Learning rate for 0-based ``epoch``: constant (the seeds' Adam), or cosine annealing to 1% of ``base_lr``
+    over ``epochs`` (Loshchilov & Hutter, SGDR, 2017; computed from the epoch, so a resumed run follows it too)."""
+    if schedule == "constant":
+        return base_lr
+    floor = 0.01 * base_lr
+    return floor + 0.5 * (base_lr - floor) * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+def _resolve_options(opts: TrainOptions) -> dict | None:
+    """Fill the None options from the checkpoint (resume) or the defaults; returns the checkpoint, if any."""
+    ckpt = None
+    if opts.resume:
+        last = Path(opts.out) / "last.pt"
+        if not last.is_file():
+            raise UsageError(f"--resume: no checkpoint {last} (a run folder holds last.pt after its first epoch)")
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a set-up error
+            raise UsageError(f"--resume: {last} is not a readable checkpoint ({exc})") from exc
+        saved = ckpt["options"]
+        for key in _FIXED_ON_RESUME:
+            given = getattr(opts, key)
+            if given is not None and str(given) != str(saved[key]) and not (key == "model" and saved[key]
+                                                                            == get_spec(given).name):
+                raise UsageError(f"--resume: the run in {opts.out} was started with {key} {saved[key]}, "
+                                 f"not {given}; leave the option out to continue it")
+            setattr(opts, key, saved.get(key, _DEFAULTS.get(key)))
+        opts.data = Path(opts.data)
+        opts.command = saved.get("command", opts.command)
+    else:
+        if opts.model is None or opts.data is None:
+            raise UsageError("train needs --model and --data (or --resume RUN to continue a run)")
+        opts.model = get_spec(opts.model).name
+        if opts.lr_schedule not in (None, "constant", "cosine"):
+            raise UsageError(f"--lr-schedule {opts.lr_schedule}: expected constant or cosine")
+        for key, value in _DEFAULTS.items():
+            if getattr(opts, key) is None:
+                setattr(opts, key, value)
+        spec = get_spec(opts.model)
+        opts.lr = opts.lr or spec.lr
+        opts.size = opts.size or spec.train_size
+    return ckpt
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
+    """metrics.csv (one row per epoch) and metrics.png (loss and validation curves), both replaced atomically."""
+    keys = list(history[0])
+    tmp = run / f".metrics.csv.{os.getpid()}.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, run / "metrics.csv")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
+    ax1.plot(epochs, [r["val_loss"] for r in history], marker="o", label="val loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_yscale("log")
+    ax1.legend()
+    ax2.plot(epochs, [r[f"val_{best_key}"] for r in history], marker="o", color="C2")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel(f"validation {best_key}")
+    fig.tight_layout()
+    tmp_png = run / f".metrics.png.{os.getpid()}.tmp"
+    fig.savefig(tmp_png, format="png", dpi=80)
+    plt.close(fig)
+    os.replace(tmp_png, run / "metrics.png")
+
+
+def _evaluate(model, loader, task, device, dtype) -> dict[str, float]:
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    with torch.inference_mode(), autocast(device, dtype):
+        for x, y in loader:
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
+            out = model(x)
+            sums["loss"] = sums.get("loss", 0.0) + float(task.loss(out, y)) * len(x)
+            for k, v in task.metrics(out, y).items():
+                sums[k] = sums.get(k, 0.0) + float(v.float().sum())
+            n += len(x)
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def _card(spec: ModelSpec, opts: TrainOptions, extra: dict) -> dict:
+    return {
+        "model": spec.name,
+        "architecture": {"class": spec.factory.__name__, "seed": spec.seed, "in_channels": spec.in_channels,
+                         "out_channels": spec.out_channels, "params": spec.params},
+        "input": {"normalisation": "float32 sRGB (or luminance) in [0, 1], no mean/std",
+                  "size": opts.size, "full_resolution": spec.full_resolution},
+        "training": {"command": opts.command, "data": str(opts.data), "epochs": opts.epochs,
+                     "batch_size": opts.batch_size, "lr": opts.lr, "lr_schedule": opts.lr_schedule,
+                     "optimizer": "Adam",
+                     "loss": spec.loss, "seed": opts.seed, "val_split": opts.val_split, **extra.pop("training", {})},
+        **extra,
+    }
+
+
+def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress: bool | None = None) -> dict:
+    """Train a registry model on a folder of photos; see the module docstring for what the run folder holds.
+
+    Args:
+        opts: the run's options. With ``opts.resume`` the run folder's ``last.pt`` is loaded and training
+            continues at the next epoch up to ``opts.epochs``.
+        log: receives one line per event (epoch results, warnings).
+        show_progress: force the per-epoch progress bar on/off; None shows it only on a terminal.
+
+    Returns:
+        The final model card (dict).
+
+    Raises:
+        UsageError: bad option, no usable photos, a resume whose fixed options differ, nothing left to train.
+    """
+    ckpt = _resolve_options(opts)
+    spec = get_spec(opts.model)
+    run = Path(opts.out)
+    if spec.task == "segment":
+        raise UsageError("training unet-seg needs DATA/images + DATA/masks pairs, which this version does not "
+                         "read yet")
+    if opts.epochs < 1 or opts.batch_size < 1:
+        raise UsageError("--epochs and --batch-size must be at least 1")
+    if not 0.0 <= opts.val_split < 1.0:
+        raise UsageError(f"--val-split {opts.val_split}: must be in [0, 1)")
+    device = select_device(opts.device)
+    dtype = resolve_precision(opts.precision, device)
+    size, lr = int(opts.size), float(opts.lr)
+    if size % 16:
+        raise UsageError(f"--size {size}: must be a multiple of 16")
+    task = make_task(spec, size=size)
+
+    run.mkdir(parents=True, exist_ok=True)
+    t_load = time.perf_counter()
+    paths, photos = load_training_photos(Path(opts.data), warn=lambda p, r: log(f"skipped {p}: {r}"))
+    if len(photos) < 2:
+        raise UsageError(f"--data {opts.data}: found {len(photos)} usable photo(s); need at least 2")
+    train_idx, val_idx = split_indices(len(photos), opts.val_split, opts.seed)
+    write_json_atomic(run / "split.json", {"seed": opts.seed, "val_split": opts.val_split,
+                                           "train": [str(paths[i]) for i in train_idx],
+                                           "val": [str(paths[i]) for i in val_idx]})
+    log(f"{len(photos)} photos decoded in {time.perf_counter() - t_load:.1f}s: {len(train_idx)} train, "
+        f"{len(val_idx)} validation")
+    train_ds = PhotoCrops([photos[i] for i in train_idx], task, size, True, spec.full_resolution, opts.seed)
+    val_ds = PhotoCrops([photos[i] for i in val_idx], task, size, False, spec.full_resolution, opts.seed)
+    batch_size = min(opts.batch_size, len(train_ds))
+
+    torch.manual_seed(opts.seed)
+    model = spec.factory().to(device=device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history: list[dict] = []
+    best = {"epoch": -1, "value": -math.inf}
+    start_epoch, images_seen, wall = 0, 0, 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history, best = ckpt["history"], ckpt["best"]
+        start_epoch, images_seen, wall = ckpt["epoch"] + 1, ckpt["images_seen"], ckpt["wall_time_s"]
+        log(f"resumed {run} at epoch {start_epoch + 1}")
+    if start_epoch >= opts.epochs:
+        raise UsageError(f"--epochs {opts.epochs}: the run already finished {start_epoch} epoch(s); "
+                         f"ask for more epochs to continue")
+    best_key, higher_is_better = task.best_metric
+    sign = 1.0 if higher_is_better else -1.0
+    log(f"training {spec.name} on {device} ({precision_name(dtype)}), batch {batch_size}, lr {lr:g}, "
+        f"crops {size}x{size}, epochs {start_epoch + 1}..{opts.epochs}")
+
+    for epoch in range(start_epoch, opts.epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(opts.seed * 100_003 + epoch)  # dropout and shuffling depend on (seed, epoch) only
+        random.seed(opts.seed * 100_003 + epoch)
+        np.random.seed((opts.seed * 100_003 + epoch) % 2**32)
+        train_ds.set_epoch(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr(lr, opts.lr_schedule, epoch, opts.epochs)
+        gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
+        loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
+                            num_workers=opts.workers, pin_memory=device.type == "cuda")
+        model.train()
+        loss_sum, n = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False,
+                   disable=(not show_progress) if show_progress is not None else None)
+        for x, y in bar:
+            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            with autocast(device, dtype):
+                out = model(x)
+            loss = task.loss(out, y)  # fp32: tasks cast outputs to float before the loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * len(x)
+            n += len(x)
+            bar.set_postfix(loss=f"{loss_sum / n:.4g}")
+        bar.close()
+        images_seen += n
+        val_loader = DataLoader(val_ds, batch_size=batch_size, num_workers=opts.workers)
+        val = _evaluate(model, val_loader, task, device, dtype) if len(val_ds) else {"loss": float("nan")}
+        seconds = time.perf_counter() - t0
+        wall += seconds
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(n, 1), "images_per_s": n / seconds,
+               "seconds": seconds, **{f"val_{k}": v for k, v in val.items()}}
+        row.setdefault(f"val_{best_key}", float("nan"))
+        history.append(row)
+        value = row[f"val_{best_key}"]
+        is_best = not math.isnan(value) and sign * value > best["value"]
+        metrics = {k: round(v, 5) for k, v in row.items() if k.startswith("val_")}
+        if is_best or best["epoch"] < 0:
+            best = {"epoch": epoch + 1, "value": sign * value if not math.isnan(value) else -math.inf}
+            save_weights(model, run / "best.safetensors", _card(spec, opts, {
+                "training": {"epochs_done": epoch + 1, "images_seen": images_seen, "wall_time_s": round(wall, 1),
+                             "precision": precision_name(dtype), "device": str(device),
+                             "train_photos": len(train_idx), "val_photos": len(val_idx)},
+                "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
+        _write_metrics(run, history, best_key)
+        _save_checkpoint(run / "last.pt", {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            "history": history, "best": best, "images_seen": images_seen, "wall_time_s": wall,
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+            "torch_rng": torch.get_rng_state(),
+        })
+        log(f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.5f}, "
+            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            + f", {row['images_per_s']:.1f} img/s, {seconds:.0f}s" + (" (best)" if is_best else ""))
+
+    # Final weights: the best epoch's, under the model's own name, with the completed card.
+    card = json.loads((run / "best.json").read_text())
+    card["training"].update({"epochs": opts.epochs, "images_seen_total": images_seen,
+                             "wall_time_s_total": round(wall, 1)})
+    card["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    final = run / f"{spec.name}.safetensors"
+    from safetensors.torch import load_file
+
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in load_file(str(run / "best.safetensors")).items()})
+    card = save_weights(model, final, card)
+    log(f"wrote {final} (best epoch {card['metrics']['best_epoch']})")
+    return card

@@ -1,0 +1,41 @@
+"""Errors that reach the user as one clear line and a documented exit code.
+
+Exit codes (documented in the README):
+    0: everything asked for was done (files skipped because their output exists count as done).
+    1: the run went through but some input files failed (each named with its reason).
+    2: usage or set-up error before any work: bad option, unknown model, missing or corrupt weights,
+       CUDA asked for but not available, output folder not writable.
+    130: interrupted (Ctrl-C); files in flight were finished or discarded, nothing half-written is left.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UnetcliError(Exception):
+    """Base class of the errors the CLI prints as ``error: <message>`` and turns into ``exit_code``."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(UnetcliError):
+    """A bad option or set-up problem found before any work was done (exit code 2)."""
+
+
+class WeightsError(UnetcliError):
+    """Weights missing, unreadable, of the wrong architecture, or failing their sha256 check (exit code 2)."""
+
+
+class InputError(Exception):
+    """One input file cannot be used (unreadable, corrupt, unsupported); the batch goes on without it.
+
+    The message names what is wrong; the engine prefixes the file name.
+    """

@@ -1,0 +1,253 @@
+"""Reading any image Pillow can open into one well-defined form, finding input files, and atomic writing.
+
+Everything here is Pillow and NumPy; the only logic of our own is the mapping of Pillow's many modes onto
+"sRGB float in [0, 1] plus an optional alpha", which no library does in one call.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from unetcli.errors import InputError, UsageError
+
+#: Pillow modes whose pixels carry no colour.
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+#: Output formats that keep an alpha channel.
+_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+
+
+@dataclass
+class Photo:
+    """One decoded input image.
+
+    Attributes:
+        rgb: (H, W, 3) float32 sRGB in [0, 1], EXIF orientation applied. Gray inputs are replicated to 3
+            channels; 16-bit inputs keep their full precision (divided by 65535).
+        alpha: (H, W) uint8 alpha channel in [0, 255] if the input had one (LA, RGBA, PA, P with
+            transparency), else None.
+        mode: the Pillow mode of the file as stored (``"L"``, ``"I;16"``, ``"CMYK"`` ...).
+        is_gray: True when the file holds no colour (modes 1, L, LA, I, I;16, F).
+        notes: things the user should know about how the file was read (e.g. animated GIF: first frame).
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    mode: str
+    is_gray: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels, Pillow's order."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def _describe_open_error(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return (f"image too large for safe decoding ({exc}); Pillow's decompression-bomb limit is "
+                f"{Image.MAX_IMAGE_PIXELS} pixels")
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, UnidentifiedImageError):
+        try:
+            if path.stat().st_size == 0:
+                return "empty file (0 bytes)"
+        except OSError:
+            pass
+        return "not an image file Pillow can read"
+    if isinstance(exc, SyntaxError | OSError | ValueError | EOFError):
+        return f"corrupt or truncated image ({exc})"
+    return f"cannot decode image ({type(exc).__name__}: {exc})"
+
+
+def read_photo(path: str | os.PathLike) -> Photo:
+    """Decode any image Pillow reads (L, LA, P, PA, RGB, RGBA, CMYK, YCbCr, 1-bit, 16-bit, float) into a :class:`Photo`.
+
+    EXIF orientation is applied (``ImageOps.exif_transpose``); animated files give their first frame (a note
+    says so); images above Pillow's ``Image.MAX_IMAGE_PIXELS`` are refused rather than decoded (a
+    decompression-bomb warning is treated as an error).
+
+    Raises:
+        InputError: the file cannot be read or decoded; the message says why (empty, truncated, not an image,
+            permission denied, too large ...).
+    """
+    path = Path(path)
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                n_frames = getattr(im, "n_frames", 1)
+                if n_frames > 1:
+                    notes.append(f"{n_frames} frames: the first frame was used")
+                    im.seek(0)
+                im.load()
+                mode = im.mode
+                transposed = ImageOps.exif_transpose(im)
+                if transposed is not im and im.getexif().get(0x0112, 1) != 1:
+                    notes.append("EXIF orientation applied")
+                im = transposed
+                rgb, alpha = _to_rgb_float(im)
+    except InputError:
+        raise
+    except (Exception, Image.DecompressionBombWarning) as exc:  # noqa: BLE001 - every decoder failure is reported
+        raise InputError(_describe_open_error(path, exc)) from exc
+    return Photo(rgb=rgb, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes)
+
+
+def _to_rgb_float(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pillow image in any mode -> ((H, W, 3) float32 in [0, 1], (H, W) uint8 alpha or None)."""
+    alpha = None
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode in ("La", "RGBa"):
+        im = im.convert(mode.upper())
+    mode = im.mode
+    if mode in ("LA", "RGBA"):
+        alpha = np.asarray(im.getchannel("A"), dtype=np.uint8).copy()
+        im = im.convert(mode[:-1])
+        mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit PNG/TIFF: Pillow gives "I;16*" or 32-bit "I" holding 0..65535.
+        gray = np.asarray(im, dtype=np.float32) / 65535.0
+        gray = np.clip(gray, 0.0, 1.0)
+    elif mode == "F":
+        gray = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
+    elif mode in ("1", "L"):
+        gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    else:
+        if mode != "RGB":
+            im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV: Pillow's own conversions
+        return np.asarray(im, dtype=np.float32) / 255.0, alpha
+    return np.repeat(gray[:, :, None], 3, axis=2), alpha
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float array in [0, 1] (any shape) -> uint8 in [0, 255], rounded to nearest; values outside are clipped."""
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def image_format_for(ext: str) -> str:
+    """Pillow format name for an output extension such as ``".png"`` or ``"jpg"``.
+
+    Raises:
+        UsageError: Pillow cannot write that extension.
+    """
+    ext = ext if ext.startswith(".") else "." + ext
+    fmt = Image.registered_extensions().get(ext.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise UsageError(f"--ext {ext}: Pillow cannot write this format; use .png, .jpg, .webp or .tif")
+    return fmt
+
+
+def fit_for_format(im: Image.Image, fmt: str) -> tuple[Image.Image, list[str]]:
+    """Drop an alpha channel the output format cannot store (JPEG, BMP ...); returns the image and notes."""
+    if im.mode in ("LA", "RGBA") and fmt not in _ALPHA_FORMATS:
+        return im.convert(im.mode[:-1]), [f"{fmt} cannot store alpha: alpha channel dropped"]
+    return im, []
+
+
+def save_atomic(im: Image.Image, path: Path, fmt: str) -> None:
+    """Write ``im`` to ``path`` so that ``path`` is either absent or complete, never half-written.
+
+    The image is written to a hidden temporary name in the same folder, then renamed with ``os.replace``
+    (atomic on POSIX and Windows). On any error the temporary file is removed and the error re-raised.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        im.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def is_image_name(path: Path) -> bool:
+    """True if the extension is one Pillow opens (``.jpg``, ``.png``, ``.tif``, ``.webp``, ``.gif`` ...)."""
+    return path.suffix.lower() in _readable_extensions()
+
+
+_READABLE: set[str] | None = None
+
+
+def _readable_extensions() -> set[str]:
+    global _READABLE
+    if _READABLE is None:
+        _READABLE = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return _READABLE
+
+
+def collect_inputs(source: str, recursive: bool = False) -> list[tuple[Path, Path]]:
+    """Expand an INPUT argument into sorted ``(file, relative path)`` pairs.
+
+    Args:
+        source: a file (taken whatever its extension), a folder (its image files; sub-folders with
+            ``recursive``), or a glob pattern (``photos/*.jpg``, ``**`` allowed). Hidden files are skipped.
+        recursive: descend into sub-folders. Symlinked folders are followed once; a symlink loop is detected
+            by real path and not entered twice.
+
+    Returns:
+        Pairs sorted by relative path; the relative path is what the output mirrors (for a folder, the path
+        below it; for a glob, the path below its fixed leading part; for a file, its name).
+
+    Raises:
+        UsageError: nothing matched.
+    """
+    p = Path(source)
+    items: list[tuple[Path, Path]] = []
+    if p.is_file():
+        items = [(p, Path(p.name))]
+    elif p.is_dir():
+        seen: set[str] = set()
+        for root, dirs, files in os.walk(p, followlinks=recursive):
+            real = os.path.realpath(root)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+            for name in files:
+                f = Path(root) / name
+                if not name.startswith(".") and is_image_name(f):
+                    items.append((f, f.relative_to(p)))
+    elif _has_magic(source):
+        fixed = _leading_fixed_parts(source)
+        base = Path(*fixed) if fixed else Path(".")
+        for match in glob.glob(source, recursive=True):
+            f = Path(match)
+            if f.is_file() and not f.name.startswith("."):
+                items.append((f, f.relative_to(base) if f.is_relative_to(base) else Path(f.name)))
+    else:
+        raise UsageError(f"input {source!r}: no such file or folder")
+    if not items:
+        raise UsageError(f"input {source!r}: no image files found" + ("" if recursive or not p.is_dir()
+                                                                       else " (add --recursive for sub-folders)"))
+    return sorted(items, key=lambda pair: str(pair[1]))
+
+
+def _has_magic(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def _leading_fixed_parts(pattern: str) -> list[str]:
+    parts = []
+    for part in Path(pattern).parts:
+        if _has_magic(part):
+            break
+        parts.append(part)
+    return parts

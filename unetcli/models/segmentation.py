@@ -1,0 +1,64 @@
+"""unet-seg: seed 002 ``UNET(n_classes)`` (Keras), RGB (3 channels) -> ``num_classes`` logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from unetcli.models.blocks import DoubleConv, PaddedUNet, UpTranspose
+
+
+class UNetSegmentation(PaddedUNet):
+    """Seed 002 ``UNET(n_classes)``: encoder 64-128-256-512, bridge 1024, 2x2 stride-2 transposed convs.
+
+    31,043,521 trainable parameters for one class. The seed ends in sigmoid (one class) or softmax (several);
+    this module returns the logits before that activation so that training can use the numerically stable
+    ``BCEWithLogitsLoss`` / ``CrossEntropyLoss``; :meth:`probabilities` applies the seed's activation.
+
+    Input: (N, 3, H, W) float32 sRGB in [0, 1].
+    Output: (N, num_classes, H, W) float32 logits. Any H x W is accepted (padded to a multiple of 16 inside
+    the model, see :class:`~unetcli.models.blocks.PaddedUNet`).
+
+    Example:
+        >>> UNetSegmentation(num_classes=2)(torch.zeros(1, 3, 75, 100)).shape
+        torch.Size([1, 2, 75, 100])
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 1) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        widths = (64, 128, 256, 512)
+        self.pool = nn.MaxPool2d(2)
+        self.enc = nn.ModuleList()
+        c = in_channels
+        for w in widths:
+            self.enc.append(DoubleConv(c, w))
+            c = w
+        self.bridge = DoubleConv(c, 1024)
+        c = 1024
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for w in reversed(widths):
+            self.up.append(UpTranspose(c, w))
+            self.dec.append(DoubleConv(2 * w, w))
+            c = w
+        self.out = nn.Conv2d(c, num_classes, kernel_size=1)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) with H, W multiples of 16 -> (N, num_classes, H, W) logits."""
+        skips = []
+        for block in self.enc:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bridge(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+            x = dec(torch.cat([up(x), skip], dim=1))
+        return self.out(x)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """The seed's output activation: sigmoid for one class, softmax over C for several.
+
+        Args: logits (N, num_classes, H, W). Returns: probabilities of the same shape, in [0, 1].
+        """
+        return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)

@@ -1,0 +1,20 @@
+"""Tasks: what turns a registry model into an image transform (pre-processing, training target, loss,
+metrics, post-processing). One class per kind of transform; the registry names the task of each model."""
+
+from __future__ import annotations
+
+from unetcli.models.registry import ModelSpec
+from unetcli.tasks.base import Task
+from unetcli.tasks.colorize import ColorizeTask
+from unetcli.tasks.gray import DecolorizeTask
+from unetcli.tasks.segment import SegmentTask
+
+TASKS: dict[str, type[Task]] = {"colorize": ColorizeTask, "decolorize": DecolorizeTask, "segment": SegmentTask}
+
+
+def make_task(spec: ModelSpec, **options) -> Task:
+    """The task object for a registry model, configured with run options (``size``, ``threshold`` ...)."""
+    return TASKS[spec.task](spec, **options)
+
+
+__all__ = ["TASKS", "Task", "make_task", "ColorizeTask", "DecolorizeTask", "SegmentTask"]

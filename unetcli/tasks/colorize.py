@@ -1,0 +1,59 @@
+"""Gray -> colour (unet-colorize) with full-resolution CIE Lab recombination.
+
+Zhang, Isola & Efros, "Colorful Image Colorization" (ECCV 2016), and DeOldify: the network sees the luminance
+at a working size; its colours (the a/b channels of CIE Lab) are upsampled to the photo's size and joined with
+the photo's own full-resolution L, so every detail of the input's luminance is kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from skimage.color import lab2rgb, rgb2gray, rgb2lab
+
+from unetcli.imageio import Photo, to_uint8
+from unetcli.metrics import colorfulness, psnr
+from unetcli.tasks.base import Task, chw, resize_float, with_alpha
+
+
+def luminance(photo: Photo) -> np.ndarray:
+    """(H, W) float32 luminance in [0, 1]: the stored gray for gray files, ``rgb2gray`` for colour ones."""
+    return photo.rgb[:, :, 0] if photo.is_gray else rgb2gray(photo.rgb).astype(np.float32)
+
+
+class ColorizeTask(Task):
+    """Gray photo -> RGB ("RGB", "RGBA" with the input's alpha); seed 000/001: MSE loss on RGB, Adam.
+
+    Input to the network: (1, size, size) luminance in [0, 1] (the photo resized to the working size).
+    Output of the network: (3, size, size) sRGB, clamped to [0, 1]; converted to CIE Lab, its a/b channels
+    upsampled (bilinear) to the photo's H x W and joined with the photo's own L, then converted back to sRGB.
+    """
+
+    output_kind = "RGB"
+
+    def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
+        gray = luminance(photo)
+        small = resize_float(gray, (self.size, self.size))
+        return chw(small), {"gray": torch.from_numpy(gray), "alpha": photo.alpha}
+
+    def finish(self, output: torch.Tensor, ctx: dict) -> Image.Image:
+        gray = ctx["gray"].numpy()
+        h, w = gray.shape
+        rgb_small = output.float().clamp(0, 1).permute(1, 2, 0).numpy()
+        ab = resize_float(rgb2lab(rgb_small)[:, :, 1:].astype(np.float32), (w, h))
+        lightness = rgb2lab(np.repeat(gray[:, :, None], 3, axis=2))[:, :, 0]
+        rgb = lab2rgb(np.concatenate([lightness[:, :, None], ab], axis=2))
+        return with_alpha(Image.fromarray(to_uint8(rgb), mode="RGB"), ctx.get("alpha"))
+
+    def training_pair(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return chw(rgb2gray(rgb)), chw(rgb)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(output.float(), target.float())
+
+    def metrics(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = output.float().clamp(0, 1)
+        return {"psnr": psnr(out, target), "colorfulness": colorfulness(out),
+                "colorfulness_target": colorfulness(target)}

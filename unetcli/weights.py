@@ -1,0 +1,181 @@
+"""Weights: safetensors files with a JSON model card beside them, sha256-checked, never unpickled.
+
+A weights file ``NAME.safetensors`` (fp16 for shipped weights) has its model card ``NAME.json`` beside it:
+architecture, input size, normalisation, training command, data, epochs, metrics and the file's sha256
+(the layout of segmentation_models_pytorch's ``save_pretrained``: a model can be rebuilt from its files).
+Training checkpoints (``*.pt``, for ``--resume``) are read with ``torch.load(weights_only=True)`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from unetcli.errors import WeightsError
+from unetcli.models.registry import REGISTRY_VERSION, ModelSpec, get_spec
+
+#: Environment variable that points the tool at another folder of shipped-style weights.
+WEIGHTS_DIR_ENV = "UNETCLI_WEIGHTS_DIR"
+
+
+@dataclass
+class WeightsInfo:
+    """Where a model's weights came from: the file, its sha256 and its model card (empty dict if none)."""
+
+    path: Path
+    sha256: str
+    card: dict
+
+
+def weights_dir() -> Path:
+    """The folder of shipped weights: ``$UNETCLI_WEIGHTS_DIR``, else the installed copy, else the source tree's."""
+    if os.environ.get(WEIGHTS_DIR_ENV):
+        return Path(os.environ[WEIGHTS_DIR_ENV])
+    try:
+        installed = Path(str(resources.files("unetcli._weights")))
+        if installed.is_dir():
+            return installed
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def shipped_weights(spec: ModelSpec) -> Path | None:
+    """``weights/<name>.safetensors`` for a registry model, or None if the project ships none."""
+    path = weights_dir() / f"{spec.name}.safetensors"
+    return path if path.is_file() else None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def card_path(weights_path: Path) -> Path:
+    """The model card beside a weights file: ``x.safetensors`` -> ``x.json``."""
+    return weights_path.with_suffix(".json")
+
+
+def read_card(weights_path: Path) -> dict:
+    """The model card beside ``weights_path`` as a dict, or ``{}`` if there is none.
+
+    Raises:
+        WeightsError: the card exists but is not valid JSON.
+    """
+    path = card_path(weights_path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: model card is not readable JSON ({exc})") from exc
+
+
+def load_state(path: Path, spec: ModelSpec) -> tuple[dict[str, torch.Tensor], WeightsInfo]:
+    """Read a weights file and check it: exists, sha256 matches its card, card names this model.
+
+    Args:
+        path: ``.safetensors`` file (any float dtype; cast to float32 on load), or a training checkpoint
+            ``.pt`` written by ``unetcli train`` (read with ``weights_only=True``).
+        spec: the registry model the weights are meant for.
+
+    Returns:
+        (state dict of float32/int tensors, :class:`WeightsInfo`).
+
+    Raises:
+        WeightsError: missing file, unreadable file, checksum mismatch, or a card naming another model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} not found")
+    digest = sha256_file(path)
+    card = read_card(path) if path.suffix == ".safetensors" else {}
+    if card.get("sha256") and card["sha256"] != digest:
+        raise WeightsError(f"{path}: sha256 {digest[:12]}... does not match its model card "
+                           f"({card['sha256'][:12]}...): the file is corrupt or was replaced")
+    if card.get("model") and get_spec(card["model"]).name != spec.name:
+        raise WeightsError(f"{path}: these weights are for {card['model']}, not {spec.name}")
+    try:
+        if path.suffix == ".pt":
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+        else:
+            state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise WeightsError(f"{path}: not a readable weights file ({exc})") from exc
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return state, WeightsInfo(path=path, sha256=digest, card=card)
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path, spec: ModelSpec) -> None:
+    """``model.load_state_dict(state, strict=True)`` with a clear error for a wrong architecture.
+
+    Raises:
+        WeightsError: missing or unexpected keys, or a tensor of the wrong shape.
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of wrong shape (e.g. {k}: file {tuple(state[k].shape)}, "
+                         f"model {tuple(own[k].shape)})")
+        raise WeightsError(f"{path}: does not fit the {spec.name} architecture: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def save_weights(model: nn.Module, path: Path, card: dict, dtype: torch.dtype = torch.float16) -> dict:
+    """Write ``model``'s weights as safetensors (floats cast to ``dtype``) and its model card beside it.
+
+    Both files are written to temporary names and renamed, so neither is ever half-written. The card gets
+    ``sha256``, ``dtype``, ``registry_version`` and ``file`` filled in.
+
+    Returns:
+        The card as written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
+               for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"model": str(card.get("model", "")),
+                                               "registry_version": str(REGISTRY_VERSION)})
+        os.chmod(tmp, 0o644)  # safetensors creates files owner-only; weights are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    card = {**card, "file": path.name, "dtype": str(dtype).replace("torch.", ""),
+            "registry_version": REGISTRY_VERSION, "sha256": sha256_file(path)}
+    write_json_atomic(card_path(path), card)
+    return card
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON via a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
