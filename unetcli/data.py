@@ -93,11 +93,13 @@ class PhotoCrops(Dataset):
             side and are resized to ``size`` x ``size``, like prediction's resize of the whole photo).
         seed: base of the per-sample random generator; augmentation depends on (seed, epoch, index) only, so a
             resumed run sees exactly the crops an uninterrupted one would.
+        crops_per_photo: samples drawn from each photo per epoch (training; small crops of large photos).
     """
 
     def __init__(self, photos: list[np.ndarray], task: Task, size: int, train: bool, full_resolution: bool,
-                 seed: int = 0) -> None:
+                 seed: int = 0, crops_per_photo: int = 1) -> None:
         self.photos = photos
+        self.crops_per_photo = crops_per_photo if train else 1
         self.task = task
         self.size = size
         self.train = train
@@ -110,10 +112,10 @@ class PhotoCrops(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.photos)
+        return len(self.photos) * self.crops_per_photo
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb = self.photos[index]
+        rgb = self.photos[index % len(self.photos)]
         rng = np.random.default_rng((self.seed, self.epoch if self.train else 0, index))
         crop = self._train_view(rgb, rng) if self.train else self._val_view(rgb)
         return self.task.training_pair(crop.astype(np.float32) / 255.0)

@@ -2,7 +2,8 @@
 
 Exit codes (documented in the README):
     0: everything asked for was done (files skipped because their output exists count as done).
-    1: the run went through but some input files failed (each named with its reason).
+    1: the run went through but some input files failed (each named with its reason), or an export failed
+       its verification (nothing is left at the output path).
     2: usage or set-up error before any work: bad option, unknown model, missing or corrupt weights,
        CUDA asked for but not available, output folder not writable.
     130: interrupted (Ctrl-C); files in flight were finished or discarded, nothing half-written is left.
@@ -32,6 +33,15 @@ class UsageError(UnetcliError):
 
 class WeightsError(UnetcliError):
     """Weights missing, unreadable, of the wrong architecture, or failing their sha256 check (exit code 2)."""
+
+
+class ExportError(UnetcliError):
+    """An export that the exporter could not write, or whose file failed its verification (exit code 1).
+
+    The file is removed before this is raised, so nothing unverified is left at the output path.
+    """
+
+    exit_code = EXIT_SOME_FAILED
 
 
 class InputError(Exception):

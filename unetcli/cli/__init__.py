@@ -7,6 +7,7 @@ import functools
 import typer
 
 from unetcli import __version__, console
+from unetcli.cli.export import export
 from unetcli.cli.models import models
 from unetcli.cli.predict import predict
 from unetcli.cli.summary import summary
@@ -33,12 +34,14 @@ def _clean_errors(command):
 app = typer.Typer(
     name="unetcli",
     help="Train and run U-Net image models (colorize, decolorize, segment) on folders of photos.\n\n"
-         "Exit codes: 0 done, 1 some files failed, 2 usage or set-up error, 130 interrupted.",
+         "Exit codes: 0 done, 1 some files failed (or an export failed its check), 2 usage or set-up error, "
+         "130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-for _name, _command in (("models", models), ("summary", summary), ("train", train), ("predict", predict)):
+for _name, _command in (("models", models), ("summary", summary), ("train", train), ("predict", predict),
+                         ("export", export)):
     app.command(_name)(_clean_errors(_command))
 
 

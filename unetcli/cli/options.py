@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from unetcli.devices import Precision
+from unetcli.errors import UsageError
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registry model name or alias (see `unetcli models`).",
                                        show_default=False)]
@@ -16,6 +17,10 @@ ModelArg = Annotated[str, typer.Argument(help="Registry model name or alias (see
                                          show_default=False)]
 WeightsOpt = Annotated[Optional[Path], typer.Option(
     "--weights", "-w", help="Weights file (.safetensors, or a training checkpoint .pt) instead of the shipped ones.")]
+PredictWeightsOpt = Annotated[Optional[Path], typer.Option(
+    "--weights", "-w", help="Weights file (.safetensors, or a training checkpoint .pt) instead of the shipped ones, "
+                            "or a file written by `unetcli export`: .onnx runs on onnxruntime, .torchscript on "
+                            "torch.jit (both in fp32).")]
 DeviceOpt = Annotated[str, typer.Option(
     "--device", "-d", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N. Asking for CUDA where there "
                            "is none is an error, never a silent fallback.")]
@@ -30,3 +35,21 @@ SizeOpt = Annotated[Optional[int], typer.Option(
                            "default: the size the weights were trained at.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables.")]
 OutDirArg = Annotated[Path, typer.Argument(help="Output folder (created if needed).", show_default=False)]
+
+
+def parse_size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:
+    """``"128"`` -> (128, 128), ``"96x128"`` -> (96, 128) (H x W); None stays None.
+
+    Raises:
+        UsageError: not N or HxW, or a side below 1.
+    """
+    if text is None:
+        return None
+    h, _, w = text.lower().partition("x")
+    try:
+        size = (int(h), int(w or h))
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected N or HxW, e.g. 128 or 96x128") from None
+    if min(size) < 1:
+        raise UsageError(f"{option} {text!r}: sides must be positive")
+    return size

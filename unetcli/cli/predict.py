@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 
 from unetcli import console
-from unetcli.cli.options import (BatchSizeOpt, DeviceOpt, ModelOpt, OutDirArg, PrecisionOpt, SizeOpt, WeightsOpt,
-                                 WorkersOpt)
+from unetcli.cli.options import (BatchSizeOpt, DeviceOpt, ModelOpt, OutDirArg, PrecisionOpt, PredictWeightsOpt,
+                                 SizeOpt, WorkersOpt)
 from unetcli.devices import Precision
 from unetcli.engine.predict import FileResult, PredictOptions
 from unetcli.engine.predict import predict as run_predict
@@ -22,7 +22,7 @@ def predict(
                                           help="An image file, a folder of images, or a glob such as 'photos/*.jpg'.")],
     output: OutDirArg,
     model: ModelOpt,
-    weights: WeightsOpt = None,
+    weights: PredictWeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.auto,
     batch_size: BatchSizeOpt = 8,

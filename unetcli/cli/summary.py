@@ -8,22 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from unetcli import console
-from unetcli.cli.options import JsonOpt, ModelArg, WeightsOpt
+from unetcli.cli.options import JsonOpt, ModelArg, WeightsOpt, parse_size
 from unetcli.engine.summary import summarize
-from unetcli.errors import UsageError
-
-
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    h, _, w = text.lower().partition("x")
-    try:
-        size = (int(h), int(w or h))
-    except ValueError:
-        raise UsageError(f"--input-size {text!r}: expected N or HxW, e.g. 128 or 96x128") from None
-    if min(size) < 1:
-        raise UsageError(f"--input-size {text!r}: sides must be positive")
-    return size
 
 
 def summary(
@@ -36,7 +22,7 @@ def summary(
     json_out: JsonOpt = False,
 ) -> None:
     """Layer table, total/trainable params, mult-adds and memory (torchinfo), and the weights' model card."""
-    info = summarize(model, _parse_size(input_size), batch_size, depth, weights)
+    info = summarize(model, parse_size(input_size), batch_size, depth, weights)
     if json_out:
         console.out.print_json(json.dumps({k: v for k, v in info.items() if k != "table"}))
         return

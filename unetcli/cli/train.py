@@ -23,6 +23,9 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Continue the run in this folder from its last checkpoint (model, data and "
                          "hyper-parameters come from the run).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(
+        "--weights", "-w", help="Start from these weights (.safetensors) instead of a random initialisation "
+                                "(fine-tuning).")] = None,
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Total epochs of the run.")] = 10,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Crops per batch "
                                                                                           "[default: 16].")] = None,
@@ -30,6 +33,11 @@ def train(
                                                                        "seed's, 1e-3].")] = None,
     size: Annotated[Optional[int], typer.Option("--size", min=16, help="Crop size in pixels (multiple of 16) "
                                                                         "[default: the model's].")] = None,
+    crops_per_photo: Annotated[Optional[int], typer.Option(
+        "--crops-per-photo", min=1, help="Random crops drawn from each training photo per epoch [default: 1].")] = None,
+    freeze_bn_after: Annotated[Optional[int], typer.Option(
+        "--freeze-bn-after", min=0, help="From this epoch on, BatchNorm layers use fixed running statistics "
+                                         "(precise regression fits; fine-tuning).")] = None,
     val_split: Annotated[Optional[float], typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of photos "
                                                                     "held out for validation [default: 0.1].")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for split, init and "
@@ -52,7 +60,9 @@ def train(
         raise UsageError("train needs --model and --data (or --resume RUN)")
     run_dir = resume or out or Path("runs") / model
     opts = TrainOptions(out=Path(run_dir), model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
-                        size=size, val_split=val_split, seed=seed, lr_schedule=lr_schedule, device=device, precision=precision.value,
+                        size=size, val_split=val_split, seed=seed, lr_schedule=lr_schedule, init_weights=weights,
+                        crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after,
+                        device=device, precision=precision.value,
                         workers=workers, resume=resume is not None)
     card = run_train(opts, log=lambda line: console.err.print(escape(line)))
     console.out.print(f"{run_dir}/{card['model']}.safetensors")

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from unetcli.data import PredictDataset, keep_sample
 from unetcli.devices import autocast, precision_name, resolve_precision, select_device
-from unetcli.engine.model import load_model
+from unetcli.engine.backends import is_exported, load_backend
 from unetcli.errors import UsageError
 from unetcli.imageio import collect_inputs, fit_for_format, image_format_for, save_atomic
 from unetcli.models.registry import get_spec
@@ -126,11 +127,11 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size {opts.batch_size}: must be at least 1")
     device = select_device(opts.device)
-    dtype = resolve_precision(opts.precision, device, auto_ok=spec.bf16_faithful)
+    dtype = resolve_precision(opts.precision, device, auto_ok=spec.bf16_faithful and not is_exported(opts.weights))
     task = make_task(spec, **({"size": opts.size} | ({"threshold": opts.threshold} if spec.task == "segment" else {})))
     plan = plan_outputs(collect_inputs(opts.source, opts.recursive), Path(opts.output), opts.ext)
     check_writable(Path(opts.output))
-    model, _ = load_model(spec, opts.weights, device)
+    model = load_backend(spec, opts.weights, device, dtype)  # PyTorch weights, or an .onnx / TorchScript export
 
     summary = PredictSummary(device=str(device), precision=precision_name(dtype))
     report = on_result or (lambda r: None)
@@ -172,13 +173,24 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
         save_atomic(image, dst, fmt)
         return notes
 
+    divisor = getattr(spec.factory, "size_divisor", 16)
+
+    def padded_shape(x: torch.Tensor) -> tuple[int, int, int]:
+        c, h, w = x.shape
+        return c, h + (-h) % divisor, w + (-w) % divisor
+
     def run_batch(samples: list[dict]) -> None:
-        x = torch.stack([s["input"] for s in samples]).to(device, non_blocking=True)
-        x = x.contiguous(memory_format=torch.channels_last)
+        # Images of different sizes with the same padded size share a batch: each is padded here exactly as the
+        # model would pad it alone (edge replication at the bottom/right), and its output is cropped back.
+        _, hp, wp = padded_shape(samples[0]["input"])
+        x = torch.stack([F.pad(s["input"][None], (0, wp - s["input"].shape[2], 0, hp - s["input"].shape[1]),
+                               mode="replicate")[0] for s in samples])
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(device, dtype):
             y = model(x)
         y = y.float().cpu()
         for s, out in zip(samples, y):
+            out = out[:, : s["input"].shape[1], : s["input"].shape[2]]
             pending.append((writer.submit(finish_and_write, out, s["ctx"], todo[s["index"]][1]), s["index"],
                             s["notes"]))
         settle(block_until=2 * opts.batch_size)
@@ -193,10 +205,10 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
                 report(FileResult(str(todo[i][0]), str(todo[i][1]), "failed", error=sample["error"]))
                 bar.update(1)
                 continue
-            bucket = buckets[tuple(sample["input"].shape)]
-            bucket.append(sample)
-            if len(bucket) >= opts.batch_size:
-                run_batch(buckets.pop(tuple(sample["input"].shape)))
+            key = padded_shape(sample["input"])
+            buckets[key].append(sample)
+            if len(buckets[key]) >= opts.batch_size:
+                run_batch(buckets.pop(key))
             elif sum(len(b) for b in buckets.values()) >= 2 * opts.batch_size:
                 # Many different sizes: run the fullest bucket so memory stays bounded.
                 run_batch(buckets.pop(max(buckets, key=lambda k: len(buckets[k]))))

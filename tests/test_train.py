@@ -1,0 +1,79 @@
+"""``unetcli train`` on real photos: run folder contents, metrics, model card, and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import DATA, run_cli
+from unetcli.weights import sha256_file
+
+PHOTOS = DATA / "photos"
+
+
+def _train(out: Path, *extra: str, model: str = "simple-black"):
+    return run_cli("train", "--model", model, "--data", PHOTOS, "--out", out, "--batch-size", "2", "--size", "64",
+                   "--val-split", "0.25", "--workers", "0", "--precision", "fp32", *extra)
+
+
+def test_train_writes_weights_card_metrics_and_plot(tmp_path):
+    r = _train(tmp_path / "run", "--epochs", "2", "--lr", "0.01")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"
+    for name in ("simple-black.safetensors", "simple-black.json", "best.safetensors", "last.pt", "metrics.csv",
+                 "metrics.png", "split.json"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(float(r["val_psnr"]) > 0 for r in rows)
+    card = json.loads((run / "simple-black.json").read_text())
+    assert card["sha256"] == sha256_file(run / "simple-black.safetensors")
+    assert card["training"]["epochs"] == 2 and "--epochs 2" in card["training"]["command"]
+    assert card["training"]["train_photos"] == 3 and card["training"]["val_photos"] == 1
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["train"]) == 3 and len(split["val"]) == 1 and not set(split["train"]) & set(split["val"])
+    assert all(v.dtype.is_floating_point is False or str(v.dtype) == "torch.float16"
+               for v in load_file(str(run / "simple-black.safetensors")).values())
+    # The trained weights are usable by predict.
+    out = tmp_path / "pred"
+    r = run_cli("predict", "-m", "simple-black", "--weights", run / "simple-black.safetensors", PHOTOS, out)
+    assert r.returncode == 0 and len(list(out.iterdir())) == 4
+
+
+def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
+    assert _train(tmp_path / "straight", "--epochs", "3", model="decolorize").returncode == 0
+    r = _train(tmp_path / "split", "--epochs", "2", model="decolorize")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("train", "--resume", tmp_path / "split", "--epochs", "3", "--workers", "0", "--precision", "fp32")
+    assert r.returncode == 0, r.stderr
+    assert "resumed" in r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "split" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    a = load_file(str(tmp_path / "straight" / "unet-decolorize.safetensors"))
+    b = load_file(str(tmp_path / "split" / "unet-decolorize.safetensors"))
+    assert a.keys() == b.keys()
+    assert all((a[k].float() - b[k].float()).abs().max() == 0 for k in a)
+
+
+def test_resume_refuses_changed_hyper_parameters_and_finished_runs(tmp_path):
+    assert _train(tmp_path / "run", "--epochs", "1").returncode == 0
+    r = run_cli("train", "--resume", tmp_path / "run", "--lr", "0.5", "--epochs", "2")
+    assert r.returncode == 2 and "started with lr" in r.stderr
+    r = run_cli("train", "--resume", tmp_path / "run", "--epochs", "1")
+    assert r.returncode == 2 and "already finished 1 epoch" in r.stderr
+    r = run_cli("train", "--resume", tmp_path / "nothing", "--epochs", "1")
+    assert r.returncode == 2 and "no checkpoint" in r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "simple-black"], "needs --model and --data"),
+    (["--model", "simple-black", "--data", "/nonexistent/photos"], "no such file or folder"),
+    (["--model", "simple-black", "--data", str(PHOTOS), "--size", "100"], "multiple of 16"),
+])
+def test_train_usage_errors(tmp_path, args, message):
+    r = run_cli("train", *args, "--out", tmp_path / "run")
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
