@@ -33,9 +33,10 @@ def held_out_photos() -> list[Path]:
     return sorted(p for p in (DATA / "photos").glob("*.jpg"))
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env_extra: dict | None = None,
+            **kwargs) -> subprocess.CompletedProcess:
     """Run ``python -m unetcli ARGS`` as a real subprocess (stdout/stderr captured as text)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "unetcli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env, **kwargs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ class PredictDataset(Dataset):
     so one bad file never stops the batch.
 
     Sample dict: ``index`` (int), ``input`` ((C_in, h, w) float32 in [0, 1] or None), ``ctx`` (task context
-    for ``Task.finish``), ``notes`` (list of str), ``error`` (str or None).
+    for ``Task.finish``), ``notes`` (list of str), ``error`` (str or None), ``seconds`` (float, time spent
+    decoding and preparing).
     """
 
     def __init__(self, paths: list[Path], task: Task) -> None:
@@ -33,7 +35,8 @@ class PredictDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
-        sample = {"index": index, "input": None, "ctx": None, "notes": [], "error": None}
+        started = time.perf_counter()
+        sample = {"index": index, "input": None, "ctx": None, "notes": [], "error": None, "seconds": 0.0}
         try:
             photo = read_photo(self.paths[index])
             sample["input"], sample["ctx"] = self.task.prepare(photo)
@@ -42,6 +45,7 @@ class PredictDataset(Dataset):
             sample["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
             sample["error"] = f"could not be processed ({type(exc).__name__}: {exc})"
+        sample["seconds"] = time.perf_counter() - started
         return sample
 
 
@@ -88,8 +92,8 @@ class PhotoCrops(Dataset):
         task: gives ``training_pair(rgb)`` -> (input (C_in, s, s), target (C_out, s, s)).
         size: side of the square crops, pixels.
         train: random augmentation (True) or a deterministic view (False).
-        full_resolution: the model runs at the photo's own scale (crops of ``size`` taken at 1x to 2x
-            downscale); otherwise it runs on the whole photo resized to ``size`` (crops cover 60-100% of each
+        full_resolution: the model runs at the photo's own scale (crops of ``size``, half at 1x, half at a
+            1x to 2x downscale); otherwise it runs on the whole photo resized to ``size`` (crops cover 60-100% of each
             side and are resized to ``size`` x ``size``, like prediction's resize of the whole photo).
         seed: base of the per-sample random generator; augmentation depends on (seed, epoch, index) only, so a
             resumed run sees exactly the crops an uninterrupted one would.
@@ -127,7 +131,8 @@ class PhotoCrops(Dataset):
         s = self.size
         h, w = rgb.shape[:2]
         if self.full_resolution:
-            side = int(round(s * rng.uniform(1.0, 2.0)))
+            # Half the crops at the photo's own scale (what prediction sees), half downscaled up to 2x.
+            side = s if rng.random() < 0.5 else int(round(s * rng.uniform(1.0, 2.0)))
             if min(h, w) < side:  # small photo: upscale so a crop fits
                 f = side / min(h, w)
                 rgb = self._resize(rgb, max(side, round(w * f)), max(side, round(h * f)))

@@ -6,6 +6,8 @@ Everything here is Pillow and NumPy; the only logic of our own is the mapping of
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
 import os
 import warnings
@@ -59,16 +61,44 @@ def _describe_open_error(path: Path, exc: BaseException) -> str:
         return "file not found"
     if isinstance(exc, IsADirectoryError):
         return "is a directory"
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "symbolic link loop"
     if isinstance(exc, UnidentifiedImageError):
         try:
             if path.stat().st_size == 0:
                 return "empty file (0 bytes)"
         except OSError:
             pass
-        return "not an image file Pillow can read"
+        header = _header_error(path)
+        return f"corrupt image header ({header})" if header else "not an image file Pillow can read"
     if isinstance(exc, SyntaxError | OSError | ValueError | EOFError):
         return f"corrupt or truncated image ({exc})"
     return f"cannot decode image ({type(exc).__name__}: {exc})"
+
+
+def _header_error(path: Path) -> str | None:
+    """Why the Pillow plugin whose signature the file carries rejected it, or None if no signature matches.
+
+    ``Image.open`` reports every failure as "cannot identify image file"; for a file that starts like a PNG,
+    JPEG, GIF ... the plugin's own error is the useful reason (e.g. "broken PNG file (bad header checksum in
+    b'IHDR')").
+    """
+    try:
+        with open(path, "rb") as f:
+            prefix = f.read(16)
+            Image.init()
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                try:
+                    if accept is None or not accept(prefix):
+                        continue
+                    f.seek(0)
+                    factory(f, str(path)).close()
+                except Exception as exc:  # noqa: BLE001 - the plugin's reason is all we want
+                    return f"{fmt}: {exc}"
+    except OSError:
+        pass
+    return None
 
 
 def read_photo(path: str | os.PathLike) -> Photo:
@@ -76,7 +106,7 @@ def read_photo(path: str | os.PathLike) -> Photo:
 
     EXIF orientation is applied (``ImageOps.exif_transpose``); animated files give their first frame (a note
     says so); images above Pillow's ``Image.MAX_IMAGE_PIXELS`` are refused rather than decoded (a
-    decompression-bomb warning is treated as an error).
+    decompression-bomb warning is treated as an error); PNG chunk checksums are verified (``Image.verify``).
 
     Raises:
         InputError: the file cannot be read or decoded; the message says why (empty, truncated, not an image,
@@ -87,6 +117,11 @@ def read_photo(path: str | os.PathLike) -> Photo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.format == "PNG":
+                    # load() does not check the CRC of every chunk (a bit flip in IDAT decodes silently);
+                    # Pillow's verify() does. It leaves the file unusable, hence the second open.
+                    im.verify()
             with Image.open(path) as im:
                 n_frames = getattr(im, "n_frames", 1)
                 if n_frames > 1:
@@ -132,7 +167,8 @@ def _to_rgb_float(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     else:
         if mode != "RGB":
             im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV: Pillow's own conversions
-        return np.asarray(im, dtype=np.float32) / 255.0, alpha
+        # One float32 array, no float64 or second float32 temporary (a 6000x4000 photo is 288 MB as float32).
+        return np.divide(np.asarray(im), np.float32(255.0), dtype=np.float32), alpha
     return np.repeat(gray[:, :, None], 3, axis=2), alpha
 
 
@@ -175,6 +211,32 @@ def save_atomic(im: Image.Image, path: Path, fmt: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(targets: list[Path]) -> int:
+    """Delete the temporary files :func:`save_atomic` left for ``targets`` when a run was killed (``kill -9``).
+
+    Only names of the form ``.<target name>.<pid>.tmp`` next to one of ``targets`` are removed, so nothing but
+    this run's own would-be outputs is touched. Returns how many were removed.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for t in targets:
+        by_folder.setdefault(t.parent, set()).add(t.name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            stem, _, suffix = entry.name.rpartition(".")
+            base, _, pid = stem.rpartition(".")
+            if (entry.name.startswith(".") and suffix == "tmp" and pid.isdigit() and base[1:] in names
+                    and entry.is_file(follow_symlinks=False)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def is_image_name(path: Path) -> bool:
@@ -237,6 +299,47 @@ def collect_inputs(source: str, recursive: bool = False) -> list[tuple[Path, Pat
     if not items:
         raise UsageError(f"input {source!r}: no image files found" + ("" if recursive or not p.is_dir()
                                                                        else " (add --recursive for sub-folders)"))
+    return sorted(items, key=lambda pair: str(pair[1]))
+
+
+def collect_listed(paths: list[str], base: str) -> list[tuple[Path, Path]]:
+    """Files named in a list (``--files-from``) -> sorted ``(file, relative path)`` pairs, like :func:`collect_inputs`.
+
+    Args:
+        paths: file paths as listed (relative ones are relative to the current folder, as ``find`` prints
+            them). Every listed path is taken whatever its extension, hidden or not; duplicates are dropped. A
+            path that does not exist is kept: it fails as its own file ("file not found"), the batch goes on.
+        base: the folder the outputs mirror the listed paths relative to (``find photos ...`` -> ``photos``).
+
+    Returns:
+        Pairs sorted by relative path.
+
+    Raises:
+        UsageError: ``base`` is not a folder, the list is empty, or a listed path is not inside ``base``.
+    """
+    root = Path(base)
+    if not root.is_dir():
+        raise UsageError(f"input {base!r}: with --files-from, INPUT is the folder that the outputs mirror the listed "
+                         f"paths relative to, and must be an existing folder (e.g. .)")
+    root_abs = os.path.abspath(root)
+    items: list[tuple[Path, Path]] = []
+    seen: set[str] = set()
+    outside: list[str] = []
+    for listed in paths:
+        absolute = os.path.abspath(listed)
+        if absolute in seen:
+            continue
+        seen.add(absolute)
+        rel = os.path.relpath(absolute, root_abs)
+        if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            outside.append(listed)
+            continue
+        items.append((Path(listed), Path(rel)))
+    if outside:
+        raise UsageError(f"--files-from: {len(outside)} listed path(s) are not inside INPUT folder {base}, e.g. "
+                         f"{outside[0]!r}; pass a folder that holds them all (e.g. / for absolute paths)")
+    if not items:
+        raise UsageError("--files-from: the list names no files")
     return sorted(items, key=lambda pair: str(pair[1]))
 
 

@@ -55,6 +55,21 @@ def shipped_weights(spec: ModelSpec) -> Path | None:
     return path if path.is_file() else None
 
 
+def trained_input_size(spec: ModelSpec, weights: str | Path | None = None) -> int:
+    """The working size (pixels) the weights were trained at, from their model card; else the spec's default.
+
+    Args:
+        spec: registry model.
+        weights: a weights file, or None for the shipped weights.
+    """
+    path = Path(weights) if weights is not None else shipped_weights(spec)
+    if path is not None and path.suffix == ".safetensors" and path.is_file():
+        size = read_card(path).get("input", {}).get("size")
+        if isinstance(size, int) and size > 0:
+            return size
+    return spec.train_size
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()

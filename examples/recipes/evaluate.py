@@ -6,9 +6,10 @@ Usage (from the repository root):
 For each run folder (written by ``unetcli train``) the final weights are run through ``unetcli``'s own predict
 pipeline on
   * the run's validation photos (``split.json``: never trained on), at their full resolution, and
-  * scikit-image's bundled colour photographs (independent of the training pool),
+  * scikit-image's (and scikit-learn's) bundled colour photographs (independent of the training pool),
 in fp32 and in the default precision (bf16 autocast where the CPU supports it), and the outputs are compared with
-the reference (``skimage.color.rgb2gray`` for the gray models). The per-set means go into the model card under
+the reference (``skimage.color.rgb2gray`` for the gray models; for colorize the original colour photo, next to
+the grayscale baseline and the colourfulness of output and original). The per-set means go into the model card under
 ``metrics.evaluation``; ``--ship`` then copies weights and card into ``weights/``.
 """
 
@@ -33,12 +34,23 @@ from unetcli.weights import read_card, write_json_atomic
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 
 
-def _skimage_files(folder: Path) -> list[Path]:
+def _package_files(folder: Path) -> list[Path]:
+    """scikit-image's bundled colour photos, and scikit-learn's two sample photos when it is installed."""
     files = []
     for name in SKIMAGE_PHOTOS:
         path = folder / f"{name}.png"
         Image.fromarray(getattr(skimage.data, name)()).save(path)
         files.append(path)
+    try:
+        from sklearn.datasets import load_sample_images
+
+        bunch = load_sample_images()
+        for name, image in zip(bunch.filenames, bunch.images):
+            path = folder / f"sklearn_{Path(name).stem}.png"
+            Image.fromarray(image).save(path)
+            files.append(path)
+    except ImportError:
+        pass
     return files
 
 
@@ -54,24 +66,30 @@ def main() -> int:
     args = ap.parse_args()
     precisions = ["fp32"] + (["bf16"] if cpu_has_fast_bf16() else [])
     with tempfile.TemporaryDirectory() as tmp:
-        package_photos = _skimage_files(Path(tmp))
+        package_photos = _package_files(Path(tmp))
         for run in args.runs:
             split = json.loads((run / "split.json").read_text())
             held_out = [Path(p) for p in split["val"]]
             weights = next(p for p in run.glob("*.safetensors") if p.stem not in ("best",))
             card = read_card(weights)
-            evaluation = {"resolution": "full (each photo at its own size)", "reference": "skimage.color.rgb2gray"}
+            colorize = card["model"] == "unet-colorize"
+            evaluation = {"resolution": "full (each photo at its own size)",
+                          "reference": "the original colour photo (input: its rgb2gray, 8-bit)" if colorize
+                          else "skimage.color.rgb2gray"}
+            evaluation["units"] = "psnr in dB (skimage peak_signal_noise_ratio, data_range 1); colorfulness: " \
+                                  "Hasler & Suesstrunk 2003 on 0..255; mean/min over photos"
+            keys = ["psnr", "psnr_gray_baseline", "colorfulness", "colorfulness_original"] if colorize else ["psnr"]
             for precision in precisions:
-                for set_name, photos in (("held_out", held_out), ("skimage", package_photos)):
+                for set_name, photos in (("held_out", held_out), ("packages", package_photos)):
                     rows = evaluate_photos(card["model"], photos, weights=str(weights), precision=precision,
                                            workers=2)
-                    evaluation[f"{set_name}_{precision}"] = {"psnr_db": _summary(rows, "psnr")}
-                    if set_name == "skimage":
-                        evaluation[f"{set_name}_{precision}"]["per_photo_psnr_db"] = {
-                            Path(r["photo"]).stem: round(r["psnr"], 2) for r in rows}
-                    print(run, precision, set_name, evaluation[f"{set_name}_{precision}"]["psnr_db"], flush=True)
+                    entry = {k: _summary(rows, k) for k in keys}
+                    if set_name == "packages":
+                        entry["per_photo"] = {Path(r["photo"]).stem: {k: round(r[k], 2) for k in keys} for r in rows}
+                    evaluation[f"{set_name}_{precision}"] = entry
+                    print(run, precision, set_name, {k: entry[k] for k in keys}, flush=True)
             evaluation["held_out_photos"] = [str(p) for p in held_out]
-            evaluation["skimage_photos"] = list(SKIMAGE_PHOTOS)
+            evaluation["package_photos"] = [p.stem for p in package_photos]
             card.setdefault("metrics", {})["evaluation"] = evaluation
             write_json_atomic(weights.with_suffix(".json"), card)
             if args.ship:

@@ -37,6 +37,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) 
 OutDirArg = Annotated[Path, typer.Argument(help="Output folder (created if needed).", show_default=False)]
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"2/8"`` -> (2, 8) for ``--shard K/N`` (K counts from 1); None stays None.
+
+    Raises:
+        UsageError: not K/N with 1 <= K <= N.
+    """
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 1 <= shard[0] <= shard[1]:
+        raise UsageError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. --shard 1/4 ... --shard 4/4")
+    return shard
+
+
 def parse_size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:
     """``"128"`` -> (128, 128), ``"96x128"`` -> (96, 128) (H x W); None stays None.
 

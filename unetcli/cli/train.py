@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,6 +13,7 @@ from rich.markup import escape
 from unetcli import console
 from unetcli.cli.options import BatchSizeOpt, DeviceOpt, PrecisionOpt, WorkersOpt
 from unetcli.devices import Precision
+from unetcli.engine.distributed import launch_local
 from unetcli.engine.train import TrainOptions
 from unetcli.engine.train import train as run_train
 from unetcli.errors import UsageError
@@ -45,6 +48,12 @@ def train(
     lr_schedule: Annotated[Optional[str], typer.Option(
         "--lr-schedule", help="constant (the seeds') or cosine (anneal to 1% of --lr over --epochs) "
                               "[default: constant].")] = None,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="Train with N processes on this machine (runs this command under torchrun; "
+                               "for several machines call torchrun yourself, see the README).")] = 1,
+    sync_bn: Annotated[bool, typer.Option(
+        "--sync-bn", help="Distributed runs: BatchNorm statistics over the whole effective batch "
+                          "(SyncBatchNorm), for small per-process batches.")] = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.auto,
     workers: WorkersOpt = 2,
@@ -54,6 +63,8 @@ def train(
     The target is computed from each photo (gray models: skimage rgb2gray; colorize: the photo's colours).
     An interrupted run continues with --resume RUN.
     """
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(launch_local(nproc, _without_nproc(sys.argv[1:])))
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise UsageError("--resume RUN already names the run folder; leave out --out")
     if resume is None and model is None:
@@ -61,8 +72,22 @@ def train(
     run_dir = resume or out or Path("runs") / model
     opts = TrainOptions(out=Path(run_dir), model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
                         size=size, val_split=val_split, seed=seed, lr_schedule=lr_schedule, init_weights=weights,
-                        crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after,
+                        crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after, sync_bn=sync_bn,
                         device=device, precision=precision.value,
                         workers=workers, resume=resume is not None)
     card = run_train(opts, log=lambda line: console.err.print(escape(line)))
-    console.out.print(f"{run_dir}/{card['model']}.safetensors")
+    if card:  # rank 0 (or a single process) reports the weights it wrote
+        console.out.print(f"{run_dir}/{card['model']}.safetensors")
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` without ``--nproc N`` / ``--nproc=N`` (torchrun starts the processes instead)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out

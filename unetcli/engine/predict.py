@@ -1,8 +1,10 @@
 """Prediction: DataLoader -> same-size batches -> model -> task post-processing -> atomic writer.
 
 Decoding and preparing run in DataLoader worker processes while the model runs; post-processing and encoding
-run in a writer thread. Images are grouped into batches by their input shape. Every output is written to a
-temporary name and renamed, so an interrupted run leaves complete files only, and a rerun skips them.
+run in a writer thread. Images are grouped into batches by their input shape. Full-resolution models run photos
+larger than ``tile`` on overlapping tiles (:mod:`unetcli.engine.tiling`), so memory does not grow with the photo.
+Every output is written to a temporary name and renamed, so an interrupted (even ``kill -9``-ed) run leaves
+complete files only, and a rerun skips them and removes the killed run's temporary files.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from tqdm import tqdm
 from unetcli.data import PredictDataset, keep_sample
 from unetcli.devices import autocast, precision_name, resolve_precision, select_device
 from unetcli.engine.backends import is_exported, load_backend
+from unetcli.engine.tiling import predict_tiled
 from unetcli.errors import UsageError
-from unetcli.imageio import collect_inputs, fit_for_format, image_format_for, save_atomic
+from unetcli.imageio import (collect_inputs, collect_listed, fit_for_format, image_format_for,
+                             remove_stale_temporaries, save_atomic)
 from unetcli.models.registry import get_spec
 from unetcli.tasks import make_task
+from unetcli.weights import trained_input_size
 
 
 @dataclass
@@ -46,11 +51,23 @@ class PredictOptions:
     recursive: bool = False
     overwrite: bool = False
     threshold: float = 0.5
+    #: Paths read from ``--files-from`` (then ``source`` is the folder the outputs mirror them relative to).
+    files_from: list[str] | None = None
+    #: ``(K, N)`` for ``--shard K/N``: this run takes every N-th file of the sorted list, from the K-th (1-based).
+    shard: tuple[int, int] | None = None
+    #: Stop at the first failed file (files before it are finished, later ones are not started).
+    fail_fast: bool = False
+    #: Tile side for full-resolution models (a multiple of 16; 0: never tile).
+    tile: int = 512
 
 
 @dataclass
 class FileResult:
-    """The outcome for one input file: status ``done``, ``skipped`` or ``failed``."""
+    """The outcome for one input file: status ``done``, ``skipped`` or ``failed``.
+
+    ``seconds`` is the wall time spent on the file: decoding and preparing, plus the time from its decoded image
+    reaching the model to its output being written (files in flight together overlap in time).
+    """
 
     input: str
     output: str
@@ -70,6 +87,10 @@ class PredictSummary:
     device: str = ""
     precision: str = ""
     interrupted: bool = False
+    #: ``--fail-fast`` stopped the run after a failure.
+    stopped: bool = False
+    #: Files of this run (shard) that were neither done nor failed because the run was interrupted or stopped.
+    not_started: int = 0
 
 
 def plan_outputs(items: list[tuple[Path, Path]], out_dir: Path, ext: str) -> list[tuple[Path, Path]]:
@@ -89,6 +110,24 @@ def plan_outputs(items: list[tuple[Path, Path]], out_dir: Path, ext: str) -> lis
             target = out_dir / rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}{ext}")
         plan.append((src, target))
     return plan
+
+
+def take_shard(plan: list, shard: tuple[int, int] | None) -> list:
+    """The part of the sorted ``plan`` that shard ``K/N`` processes: items K-1, K-1+N, K-1+2N ... (round robin).
+
+    Every item belongs to exactly one of the N shards, and the split depends only on the sorted list, so N
+    machines given the same inputs and ``--shard 1/N`` ... ``--shard N/N`` cover every file exactly once.
+    Round robin rather than contiguous blocks spreads each folder (often photos of one size) over all shards.
+
+    Raises:
+        UsageError: not ``1 <= K <= N``.
+    """
+    if shard is None:
+        return plan
+    k, n = shard
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {k}/{n}: expected K/N with 1 <= K <= N, e.g. 1/4 ... 4/4")
+    return plan[k - 1::n]
 
 
 def check_writable(out_dir: Path) -> None:
@@ -121,15 +160,27 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
     Raises:
         UsageError / WeightsError: bad option, no inputs, output folder not writable, missing weights,
             unavailable device; raised before any file is processed.
+        KeyboardInterrupt: only while setting up; once files are processed an interrupt returns a summary
+            with ``interrupted`` set (files in flight finished, nothing half-written left).
     """
     spec = get_spec(opts.model)
     fmt = image_format_for(opts.ext)
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size {opts.batch_size}: must be at least 1")
+    divisor = getattr(spec.factory, "size_divisor", 16)
+    overlap = getattr(spec.factory, "tile_overlap", 64)
+    tile = opts.tile if spec.full_resolution else 0
+    if tile and (tile % 16 or tile < 2 * overlap):
+        raise UsageError(f"--tile {opts.tile}: must be 0 (no tiling) or a multiple of 16 of at least "
+                         f"{max(16, 2 * overlap)} for {spec.name} (its tiles overlap by {overlap} px)")
     device = select_device(opts.device)
     dtype = resolve_precision(opts.precision, device, auto_ok=spec.bf16_faithful and not is_exported(opts.weights))
-    task = make_task(spec, **({"size": opts.size} | ({"threshold": opts.threshold} if spec.task == "segment" else {})))
-    plan = plan_outputs(collect_inputs(opts.source, opts.recursive), Path(opts.output), opts.ext)
+    size = opts.size or trained_input_size(spec, opts.weights)
+    task = make_task(spec, size=size, **({"threshold": opts.threshold} if spec.task == "segment" else {}))
+    inputs = (collect_listed(opts.files_from, opts.source) if opts.files_from is not None
+              else collect_inputs(opts.source, opts.recursive))
+    # Output names are planned on the whole sorted list, so every shard names every file the same way.
+    plan = take_shard(plan_outputs(inputs, Path(opts.output), opts.ext), opts.shard)
     check_writable(Path(opts.output))
     model = load_backend(spec, opts.weights, device, dtype)  # PyTorch weights, or an .onnx / TorchScript export
 
@@ -144,6 +195,7 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
             todo.append((src, dst))
     if not todo:
         return summary
+    remove_stale_temporaries([dst for _, dst in todo])  # left by a run killed while writing these outputs
 
     loader = DataLoader(PredictDataset([s for s, _ in todo], task), batch_size=None, collate_fn=keep_sample,
                         num_workers=max(0, opts.workers), pin_memory=device.type == "cuda")
@@ -152,28 +204,36 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
     buckets: dict[tuple, list[dict]] = defaultdict(list)
     bar = tqdm(total=len(todo), unit="img", disable=(not show_progress) if show_progress is not None else None,
                dynamic_ncols=True, leave=False)
+    stop = False  # a file failed under --fail-fast
+
+    def fail(i: int, error: str) -> None:
+        nonlocal stop
+        summary.failed += 1
+        report(FileResult(str(todo[i][0]), str(todo[i][1]), "failed", error=error,
+                          seconds=time.perf_counter() - started[i]))
+        bar.update(1)
+        stop = stop or opts.fail_fast
 
     def settle(block_until: int) -> None:
         """Collect finished writes; wait for the oldest until at most ``block_until`` are in flight."""
         while pending and (len(pending) > block_until or pending[0][0].done()):
-            future, i, notes = pending.pop(0)
+            future, i, notes = pending[0]  # popped only once settled: an interrupt while waiting keeps it
             src, dst = todo[i]
             try:
                 notes = notes + future.result()
-                summary.done += 1
-                report(FileResult(str(src), str(dst), "done", notes=notes, seconds=time.perf_counter() - started[i]))
             except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
-                summary.failed += 1
-                report(FileResult(str(src), str(dst), "failed", error=f"could not write output ({exc})",
-                                  seconds=time.perf_counter() - started[i]))
+                pending.pop(0)
+                fail(i, f"could not write output ({exc})")
+                continue
+            pending.pop(0)
+            summary.done += 1
+            report(FileResult(str(src), str(dst), "done", notes=notes, seconds=time.perf_counter() - started[i]))
             bar.update(1)
 
     def finish_and_write(output: torch.Tensor, ctx: dict, dst: Path) -> list[str]:
         image, notes = fit_for_format(task.finish(output, ctx), fmt)
         save_atomic(image, dst, fmt)
         return notes
-
-    divisor = getattr(spec.factory, "size_divisor", 16)
 
     def padded_shape(x: torch.Tensor) -> tuple[int, int, int]:
         c, h, w = x.shape
@@ -185,33 +245,48 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
         _, hp, wp = padded_shape(samples[0]["input"])
         x = torch.stack([F.pad(s["input"][None], (0, wp - s["input"].shape[2], 0, hp - s["input"].shape[1]),
                                mode="replicate")[0] for s in samples])
+        for s, out in zip(samples, forward(x)):
+            submit(s, out[:, : s["input"].shape[1], : s["input"].shape[2]])
+        settle(block_until=2 * opts.batch_size)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, h, w) float32 CPU -> (N, C_out, h, w) float32 CPU, on the run's device and precision."""
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(device, dtype):
             y = model(x)
-        y = y.float().cpu()
-        for s, out in zip(samples, y):
-            out = out[:, : s["input"].shape[1], : s["input"].shape[2]]
-            pending.append((writer.submit(finish_and_write, out, s["ctx"], todo[s["index"]][1]), s["index"],
-                            s["notes"]))
-        settle(block_until=2 * opts.batch_size)
+        return y.float().cpu()
+
+    def submit(sample: dict, out: torch.Tensor) -> None:
+        pending.append((writer.submit(finish_and_write, out, sample["ctx"], todo[sample["index"]][1]),
+                        sample["index"], sample["notes"]))
+
+    def run_tiled(sample: dict) -> None:
+        # A photo larger than one tile: overlapping tiles, a batch of tiles at a time, blended back.
+        with torch.inference_mode():
+            out = predict_tiled(forward, sample["input"], tile, overlap, divisor, opts.batch_size)
+        sample["input"] = None  # the full-size input is the largest buffer: free it before the next photo
+        submit(sample, out)
+        settle(block_until=1)  # at most one full-size output waits for the writer
 
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unetcli-writer")
     try:
         for sample in loader:
             i = sample["index"]
-            started[i] = time.perf_counter()
+            started[i] = time.perf_counter() - sample.get("seconds", 0.0)
             if sample["error"] is not None:
-                summary.failed += 1
-                report(FileResult(str(todo[i][0]), str(todo[i][1]), "failed", error=sample["error"]))
-                bar.update(1)
-                continue
-            key = padded_shape(sample["input"])
-            buckets[key].append(sample)
-            if len(buckets[key]) >= opts.batch_size:
-                run_batch(buckets.pop(key))
-            elif sum(len(b) for b in buckets.values()) >= 2 * opts.batch_size:
-                # Many different sizes: run the fullest bucket so memory stays bounded.
-                run_batch(buckets.pop(max(buckets, key=lambda k: len(buckets[k]))))
+                fail(i, sample["error"])
+            elif tile and max(sample["input"].shape[1:]) > tile:
+                run_tiled(sample)
+            else:
+                key = padded_shape(sample["input"])
+                buckets[key].append(sample)
+                if len(buckets[key]) >= opts.batch_size:
+                    run_batch(buckets.pop(key))
+                elif sum(len(b) for b in buckets.values()) >= 2 * opts.batch_size:
+                    # Many different sizes: run the fullest bucket so memory stays bounded.
+                    run_batch(buckets.pop(max(buckets, key=lambda k: len(buckets[k]))))
+            if stop:
+                break  # --fail-fast: later files are not started; decoded earlier ones are finished below
         for key in list(buckets):
             run_batch(buckets.pop(key))
         settle(block_until=0)
@@ -222,4 +297,6 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
     finally:
         writer.shutdown(wait=True)
         bar.close()
+    summary.stopped = stop
+    summary.not_started = len(todo) - summary.done - summary.failed
     return summary

@@ -6,6 +6,7 @@ Run folder layout (``--out``):
     best.safetensors/.json  the best epoch so far by validation metric (fp16 weights + model card).
     <model>.safetensors/.json  the final weights (= best), written when the last epoch ends.
     metrics.csv, metrics.png   one row per epoch; loss and validation curves.
+    samples.jsonl           distributed runs: the crop indices each rank trained on, per epoch.
     split.json              which files were used for training and which were held out for validation.
 """
 
@@ -26,15 +27,18 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from unetcli.data import PhotoCrops, load_training_photos, split_indices
-from unetcli.devices import autocast, precision_name, resolve_precision, select_device
+from unetcli.devices import autocast, precision_name, resolve_precision
+from unetcli.engine.distributed import all_reduce_sums, barrier, gather_lists, init_distributed, shutdown
 from unetcli.errors import UsageError
 from unetcli.models.registry import ModelSpec, get_spec
 from unetcli.tasks import make_task
-from unetcli.weights import load_into, load_state, save_weights, write_json_atomic
+from unetcli.weights import load_into, load_state, read_card, save_weights, write_json_atomic
 
 
 @dataclass
@@ -60,6 +64,7 @@ class TrainOptions:
     init_weights: Path | None = None
     crops_per_photo: int | None = None
     freeze_bn_after: int | None = None
+    sync_bn: bool = False
     resume: bool = False
     command: str = field(default_factory=lambda: shlex.join(["unetcli", *sys.argv[1:]]))
 
@@ -170,22 +175,6 @@ def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
     os.replace(tmp_png, run / "metrics.png")
 
 
-def _evaluate(model, loader, task, device, dtype) -> dict[str, float]:
-    model.eval()
-    sums: dict[str, float] = {}
-    n = 0
-    with torch.inference_mode(), autocast(device, dtype):
-        for x, y in loader:
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            y = y.to(device)
-            out = model(x)
-            sums["loss"] = sums.get("loss", 0.0) + float(task.loss(out, y)) * len(x)
-            for k, v in task.metrics(out, y).items():
-                sums[k] = sums.get(k, 0.0) + float(v.float().sum())
-            n += len(x)
-    return {k: v / max(n, 1) for k, v in sums.items()}
-
-
 def _card(spec: ModelSpec, opts: TrainOptions, extra: dict) -> dict:
     return {
         "model": spec.name,
@@ -196,6 +185,8 @@ def _card(spec: ModelSpec, opts: TrainOptions, extra: dict) -> dict:
         "training": {"command": opts.command, "data": str(opts.data), "epochs": opts.epochs,
                      "batch_size": opts.batch_size, "lr": opts.lr, "lr_schedule": opts.lr_schedule,
                      "init_weights": str(opts.init_weights) if opts.init_weights else None,
+                     "init_weights_training": (read_card(Path(opts.init_weights)).get("training")
+                                               if opts.init_weights else None),
                      "crops_per_photo": opts.crops_per_photo, "freeze_bn_after": opts.freeze_bn_after,
                      "optimizer": "Adam",
                      "loss": spec.loss, "seed": opts.seed, "val_split": opts.val_split, **extra.pop("training", {})},
@@ -203,13 +194,34 @@ def _card(spec: ModelSpec, opts: TrainOptions, extra: dict) -> dict:
     }
 
 
+def _sum_metrics(model, loader, task, device, dtype) -> dict[str, float]:
+    """Sums of the validation loss and per-image metrics over ``loader``, plus the image count ``n``."""
+    model.eval()
+    sums: dict[str, float] = {"n": 0.0, "loss": 0.0}
+    with torch.inference_mode(), autocast(device, dtype):
+        for x, y in loader:
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
+            out = model(x)
+            sums["loss"] += float(task.loss(out, y)) * len(x)
+            for k, v in task.metrics(out, y).items():
+                sums[k] = sums.get(k, 0.0) + float(v.float().sum())
+            sums["n"] += len(x)
+    return sums
+
+
 def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress: bool | None = None) -> dict:
     """Train a registry model on a folder of photos; see the module docstring for what the run folder holds.
+
+    Runs as one process, or as one rank of a ``torchrun`` job (:mod:`unetcli.engine.distributed`): each rank
+    trains on its own shard of every epoch (``DistributedSampler``), gradients are averaged by
+    ``DistributedDataParallel``, metrics are summed over ranks, and rank 0 alone writes the run folder. The
+    effective batch is ``batch_size x world_size``; the learning rate is used as given.
 
     Args:
         opts: the run's options. With ``opts.resume`` the run folder's ``last.pt`` is loaded and training
             continues at the next epoch up to ``opts.epochs``.
-        log: receives one line per event (epoch results, warnings).
+        log: receives one line per event (epoch results, warnings); only rank 0 logs.
         show_progress: force the per-epoch progress bar on/off; None shows it only on a terminal.
 
     Returns:
@@ -228,36 +240,45 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
         raise UsageError("--epochs and --batch-size must be at least 1")
     if not 0.0 <= opts.val_split < 1.0:
         raise UsageError(f"--val-split {opts.val_split}: must be in [0, 1)")
-    device = select_device(opts.device)
-    dtype = resolve_precision(opts.precision, device)
     size, lr = int(opts.size), float(opts.lr)
     if size % 16:
         raise UsageError(f"--size {size}: must be a multiple of 16")
+    ctx, device = init_distributed(opts.device)
+    if opts.sync_bn and device.type != "cuda":
+        raise UsageError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only")
+    dtype = resolve_precision(opts.precision, device)
     task = make_task(spec, size=size)
+    say = log if ctx.is_main else (lambda line: None)
 
-    run.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        for stale in run.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
+            stale.unlink(missing_ok=True)
     t_load = time.perf_counter()
-    paths, photos = load_training_photos(Path(opts.data), warn=lambda p, r: log(f"skipped {p}: {r}"))
+    paths, photos = load_training_photos(Path(opts.data), warn=lambda p, r: say(f"skipped {p}: {r}"))
     if len(photos) < 2:
         raise UsageError(f"--data {opts.data}: found {len(photos)} usable photo(s); need at least 2")
     train_idx, val_idx = split_indices(len(photos), opts.val_split, opts.seed)
-    write_json_atomic(run / "split.json", {"seed": opts.seed, "val_split": opts.val_split,
-                                           "train": [str(paths[i]) for i in train_idx],
-                                           "val": [str(paths[i]) for i in val_idx]})
-    log(f"{len(photos)} photos decoded in {time.perf_counter() - t_load:.1f}s: {len(train_idx)} train, "
+    if ctx.is_main:
+        write_json_atomic(run / "split.json", {"seed": opts.seed, "val_split": opts.val_split,
+                                               "train": [str(paths[i]) for i in train_idx],
+                                               "val": [str(paths[i]) for i in val_idx]})
+    say(f"{len(photos)} photos decoded in {time.perf_counter() - t_load:.1f}s: {len(train_idx)} train, "
         f"{len(val_idx)} validation")
     train_ds = PhotoCrops([photos[i] for i in train_idx], task, size, True, spec.full_resolution, opts.seed,
                           crops_per_photo=int(opts.crops_per_photo))
     val_ds = PhotoCrops([photos[i] for i in val_idx], task, size, False, spec.full_resolution, opts.seed)
-    batch_size = min(opts.batch_size, len(train_ds))
+    batch_size = max(1, min(opts.batch_size, len(train_ds) // ctx.world_size))
+    sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=opts.seed, drop_last=True)
+    val_shard = Subset(val_ds, range(ctx.rank, len(val_ds), ctx.world_size))
 
     torch.manual_seed(opts.seed)
     model = spec.factory()
     if opts.init_weights is not None and ckpt is None:  # fine-tuning: start from existing weights
         state, info = load_state(Path(opts.init_weights), spec)
         load_into(model, state, info.path, spec)
-        log(f"initialised from {info.path} (sha256 {info.sha256[:12]})")
-    model = model.to(device=device, memory_format=torch.channels_last)
+        say(f"initialised from {info.path} (sha256 {info.sha256[:12]})")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history: list[dict] = []
     best = {"epoch": -1, "value": -math.inf}
@@ -267,38 +288,50 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
         optimizer.load_state_dict(ckpt["optimizer"])
         history, best = ckpt["history"], ckpt["best"]
         start_epoch, images_seen, wall = ckpt["epoch"] + 1, ckpt["images_seen"], ckpt["wall_time_s"]
-        log(f"resumed {run} at epoch {start_epoch + 1}")
+        say(f"resumed {run} at epoch {start_epoch + 1}")
     if start_epoch >= opts.epochs:
         raise UsageError(f"--epochs {opts.epochs}: the run already finished {start_epoch} epoch(s); "
                          f"ask for more epochs to continue")
+    if opts.sync_bn and ctx.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device=device, memory_format=torch.channels_last)
+    # Optimizer state was created for (or loaded onto) the CPU tensors; move it along with the parameters.
+    optimizer.load_state_dict(optimizer.state_dict())
+    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
     best_key, higher_is_better = task.best_metric
     sign = 1.0 if higher_is_better else -1.0
-    log(f"training {spec.name} on {device} ({precision_name(dtype)}), batch {batch_size}, lr {lr:g}, "
-        f"crops {size}x{size}, epochs {start_epoch + 1}..{opts.epochs}")
+    say(f"training {spec.name} on {ctx.world_size} x {device} ({precision_name(dtype)}), batch {batch_size}"
+        + (f" x {ctx.world_size} processes = {batch_size * ctx.world_size} effective" if ctx.enabled else "")
+        + f", lr {lr:g}, crops {size}x{size}, epochs {start_epoch + 1}..{opts.epochs}")
 
     for epoch in range(start_epoch, opts.epochs):
         t0 = time.perf_counter()
-        torch.manual_seed(opts.seed * 100_003 + epoch)  # dropout and shuffling depend on (seed, epoch) only
-        random.seed(opts.seed * 100_003 + epoch)
-        np.random.seed((opts.seed * 100_003 + epoch) % 2**32)
+        base = opts.seed * 100_003 + epoch  # dropout and shuffling depend on (seed, epoch, rank) only
+        torch.manual_seed(base + 7_919 * ctx.rank)
+        random.seed(base)
+        np.random.seed(base % 2**32)
         train_ds.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        shards = gather_lists(list(iter(sampler)), ctx)
+        if ctx.enabled and ctx.is_main:  # audit trail: which crops each rank trained on this epoch
+            with open(run / "samples.jsonl", "a") as f:
+                f.write(json.dumps({"epoch": epoch + 1, "ranks": shards}) + "\n")
         for group in optimizer.param_groups:
             group["lr"] = epoch_lr(lr, opts.lr_schedule, epoch, opts.epochs)
-        gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
-        loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
+        loader = DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=True,
                             num_workers=opts.workers, pin_memory=device.type == "cuda")
-        model.train()
-        bn_frozen = opts.freeze_bn_after is not None and epoch >= opts.freeze_bn_after
-        if bn_frozen:
-            freeze_batchnorm(model)
+        net.train()
+        if opts.freeze_bn_after is not None and epoch >= opts.freeze_bn_after:
+            freeze_batchnorm(net)
         loss_sum, n = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False,
-                   disable=(not show_progress) if show_progress is not None else None)
+                   disable=(not show_progress) if show_progress is not None and ctx.is_main else
+                   (None if ctx.is_main else True))
         for x, y in bar:
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device, dtype):
-                out = model(x)
+                out = net(x)
             loss = task.loss(out, y)  # fp32: tasks cast outputs to float before the loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -307,12 +340,15 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
             n += len(x)
             bar.set_postfix(loss=f"{loss_sum / n:.4g}")
         bar.close()
-        images_seen += n
-        val_loader = DataLoader(val_ds, batch_size=batch_size, num_workers=opts.workers)
-        val = _evaluate(model, val_loader, task, device, dtype) if len(val_ds) else {"loss": float("nan")}
+        totals = all_reduce_sums({"loss": loss_sum, "n": float(n)}, ctx)
+        val_loader = DataLoader(val_shard, batch_size=batch_size, num_workers=opts.workers)
+        val = all_reduce_sums(_sum_metrics(model, val_loader, task, device, dtype), ctx)
+        val = {k: v / val["n"] for k, v in val.items() if k != "n"} if val["n"] else {"loss": float("nan")}
         seconds = time.perf_counter() - t0
         wall += seconds
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(n, 1), "images_per_s": n / seconds,
+        images_seen += int(totals["n"])
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": totals["loss"] / max(totals["n"], 1), "images_per_s": totals["n"] / seconds,
                "seconds": seconds, **{f"val_{k}": v for k, v in val.items()}}
         row.setdefault(f"val_{best_key}", float("nan"))
         history.append(row)
@@ -321,22 +357,30 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
         metrics = {k.removeprefix("val_"): round(v, 5) for k, v in row.items() if k.startswith("val_")}
         if is_best or best["epoch"] < 0:
             best = {"epoch": epoch + 1, "value": sign * value if not math.isnan(value) else -math.inf}
-            save_weights(model, run / "best.safetensors", _card(spec, opts, {
-                "training": {"epochs_done": epoch + 1, "images_seen": images_seen, "wall_time_s": round(wall, 1),
-                             "precision": precision_name(dtype), "device": str(device),
-                             "train_photos": len(train_idx), "val_photos": len(val_idx)},
-                "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
-        _write_metrics(run, history, best_key)
-        _save_checkpoint(run / "last.pt", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-            "history": history, "best": best, "images_seen": images_seen, "wall_time_s": wall,
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-            "torch_rng": torch.get_rng_state(),
-        })
-        log(f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.5f}, "
+        if ctx.is_main:
+            if best["epoch"] == epoch + 1:
+                save_weights(model, run / "best.safetensors", _card(spec, opts, {
+                    "training": {"epochs_done": epoch + 1, "images_seen": images_seen,
+                                 "wall_time_s": round(wall, 1), "precision": precision_name(dtype),
+                                 "device": str(device), "world_size": ctx.world_size,
+                                 "effective_batch_size": batch_size * ctx.world_size,
+                                 "train_photos": len(train_idx), "val_photos": len(val_idx)},
+                    "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
+            _write_metrics(run, history, best_key)
+            _save_checkpoint(run / "last.pt", {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "history": history, "best": best, "images_seen": images_seen, "wall_time_s": wall,
+                "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+                "torch_rng": torch.get_rng_state(),
+            })
+        barrier(ctx)
+        say(f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.5f}, "
             + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items())
             + f", {row['images_per_s']:.1f} img/s, {seconds:.0f}s" + (" (best)" if is_best else ""))
 
+    if not ctx.is_main:
+        shutdown(ctx)
+        return {}
     # Final weights: the best epoch's, under the model's own name, with the completed card.
     card = json.loads((run / "best.json").read_text())
     card["training"].update({"epochs": opts.epochs, "images_seen_total": images_seen,
@@ -345,8 +389,9 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
     final = run / f"{spec.name}.safetensors"
     from safetensors.torch import load_file
 
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in load_file(str(run / "best.safetensors")).items()})
+    best_state = load_file(str(run / "best.safetensors"))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in best_state.items()})
     card = save_weights(model, final, card)
     log(f"wrote {final} (best epoch {card['metrics']['best_epoch']})")
+    shutdown(ctx)
     return card

@@ -72,6 +72,33 @@ class UpTranspose(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, kernel_size=2, stride=2)
 
 
+def encoder_stages(in_channels: int, widths: tuple[int, ...]) -> nn.ModuleList:
+    """One :class:`DoubleConv` per width, each feeding the next: (N, in_channels, ...) -> (N, widths[-1], ...).
+
+    Pooling between stages is left to the model (the seeds differ in where they put dropout).
+    """
+    stages, c = nn.ModuleList(), in_channels
+    for w in widths:
+        stages.append(DoubleConv(c, w))
+        c = w
+    return stages
+
+
+def transposed_decoder_stages(in_channels: int, widths: tuple[int, ...]) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """Decoder of the transposed-conv seeds (002, 003): for each width w, an :class:`UpTranspose` to w channels,
+    then (after concatenation with the skip of w channels) a ``DoubleConv(2w, w)``.
+
+    Returns:
+        (ups, convs), applied in order as ``x = conv(cat([up(x), skip]))``.
+    """
+    ups, convs, c = nn.ModuleList(), nn.ModuleList(), in_channels
+    for w in widths:
+        ups.append(UpTranspose(c, w))
+        convs.append(DoubleConv(2 * w, w))
+        c = w
+    return ups, convs
+
+
 class PaddedUNet(nn.Module):
     """Base class: runs :meth:`forward_padded` on the input padded to a multiple of ``size_divisor``.
 
@@ -81,10 +108,14 @@ class PaddedUNet(nn.Module):
     returns an output of the input's H x W. The padding lives inside the model (not in the engine), so
     exported ONNX/TorchScript graphs accept any size too.
 
-    Subclasses set ``size_divisor`` and implement ``forward_padded``.
+    Subclasses set ``size_divisor`` and implement ``forward_padded``; full-resolution models also set
+    ``tile_overlap``.
     """
 
     size_divisor: int = 16
+    #: Pixels that neighbouring tiles share when ``predict`` tiles a large photo (:mod:`unetcli.engine.tiling`):
+    #: enough context that tiled and untiled outputs agree within 1/255. A multiple of ``size_divisor``.
+    tile_overlap: int = 64
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x (N, C_in, H, W) float. Returns: (N, C_out, H, W) float (see the subclass for ranges)."""

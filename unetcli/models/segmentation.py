@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unetcli.models.blocks import DoubleConv, PaddedUNet, UpTranspose
+from unetcli.models.blocks import DoubleConv, PaddedUNet, encoder_stages, transposed_decoder_stages
 
 
 class UNetSegmentation(PaddedUNet):
@@ -29,20 +29,10 @@ class UNetSegmentation(PaddedUNet):
         self.num_classes = num_classes
         widths = (64, 128, 256, 512)
         self.pool = nn.MaxPool2d(2)
-        self.enc = nn.ModuleList()
-        c = in_channels
-        for w in widths:
-            self.enc.append(DoubleConv(c, w))
-            c = w
-        self.bridge = DoubleConv(c, 1024)
-        c = 1024
-        self.up = nn.ModuleList()
-        self.dec = nn.ModuleList()
-        for w in reversed(widths):
-            self.up.append(UpTranspose(c, w))
-            self.dec.append(DoubleConv(2 * w, w))
-            c = w
-        self.out = nn.Conv2d(c, num_classes, kernel_size=1)
+        self.enc = encoder_stages(in_channels, widths)
+        self.bridge = DoubleConv(widths[-1], 1024)
+        self.up, self.dec = transposed_decoder_stages(1024, tuple(reversed(widths)))
+        self.out = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) with H, W multiples of 16 -> (N, num_classes, H, W) logits."""

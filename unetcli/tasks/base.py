@@ -60,7 +60,7 @@ def resize_float(arr: np.ndarray, size: tuple[int, int], resample=Image.Resampli
     Returns float32 of shape (height, width) or (height, width, C).
     """
     if arr.ndim == 2:
-        return np.asarray(Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
+        return np.array(Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
                           .resize(size, resample), dtype=np.float32)
     return np.stack([resize_float(arr[:, :, c], size, resample) for c in range(arr.shape[2])], axis=2)
 

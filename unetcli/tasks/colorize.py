@@ -7,6 +7,8 @@ the photo's own full-resolution L, so every detail of the input's luminance is k
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,32 @@ from skimage.color import lab2rgb, rgb2gray, rgb2lab
 from unetcli.imageio import Photo, to_uint8
 from unetcli.metrics import colorfulness, psnr
 from unetcli.tasks.base import Task, chw, resize_float, with_alpha
+
+
+def lab_to_rgb_keeping_lightness(lab: np.ndarray, iterations: int = 8) -> np.ndarray:
+    """CIE Lab (H, W, 3) float (L 0..100, a/b about -128..127) -> sRGB (H, W, 3) float64 in [0, 1], L preserved.
+
+    ``skimage.color.lab2rgb`` clips colours outside the sRGB gamut channel by channel, which changes their
+    lightness. Here such pixels instead keep their L and hue and lose chroma: their (a, b) is scaled down by the
+    largest factor in [0, 1] (found by bisection, ``iterations`` steps, on the out-of-gamut pixels only) whose
+    colour round-trips through ``lab2rgb``/``rgb2lab`` with L unchanged (within 0.05).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skimage warns about the clipping this function resolves
+        rgb = lab2rgb(lab)
+        bad = np.abs(rgb2lab(rgb)[..., 0] - lab[..., 0]) > 0.05
+        if not bad.any():
+            return rgb
+        sub = lab[bad]  # (K, 3)
+        lo, hi = np.zeros(len(sub)), np.ones(len(sub))
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            trial = np.concatenate([sub[:, :1], sub[:, 1:] * mid[:, None]], axis=1)[None]
+            ok = np.abs(rgb2lab(lab2rgb(trial))[0, :, 0] - sub[:, 0]) <= 0.05
+            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        fixed = np.concatenate([sub[:, :1], sub[:, 1:] * lo[:, None]], axis=1)[None]
+        rgb[bad] = lab2rgb(fixed)[0]
+    return rgb
 
 
 def luminance(photo: Photo) -> np.ndarray:
@@ -28,7 +56,8 @@ class ColorizeTask(Task):
 
     Input to the network: (1, size, size) luminance in [0, 1] (the photo resized to the working size).
     Output of the network: (3, size, size) sRGB, clamped to [0, 1]; converted to CIE Lab, its a/b channels
-    upsampled (bilinear) to the photo's H x W and joined with the photo's own L, then converted back to sRGB.
+    upsampled (bilinear) to the photo's H x W and joined with the photo's own L, then converted back to sRGB
+    (out-of-gamut colours lose chroma, not lightness: :func:`lab_to_rgb_keeping_lightness`).
     """
 
     output_kind = "RGB"
@@ -44,7 +73,7 @@ class ColorizeTask(Task):
         rgb_small = output.float().clamp(0, 1).permute(1, 2, 0).numpy()
         ab = resize_float(rgb2lab(rgb_small)[:, :, 1:].astype(np.float32), (w, h))
         lightness = rgb2lab(np.repeat(gray[:, :, None], 3, axis=2))[:, :, 0]
-        rgb = lab2rgb(np.concatenate([lightness[:, :, None], ab], axis=2))
+        rgb = lab_to_rgb_keeping_lightness(np.concatenate([lightness[:, :, None], ab], axis=2))
         return with_alpha(Image.fromarray(to_uint8(rgb), mode="RGB"), ctx.get("alpha"))
 
     def training_pair(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

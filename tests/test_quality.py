@@ -1,0 +1,64 @@
+"""The shipped weights do their job on real photos kept out of training, at full resolution.
+
+Bars (issue 2): against ``skimage.color.rgb2gray`` of the photo, PSNR >= 45 dB for simple-black and >= 40 dB for
+unet-decolorize, per photo, on held-out photos of the training pool (tests/data/photos, from the validation split)
+and on scikit-image's bundled photos (never used for training), in the default precision and in fp32.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SKIMAGE_PHOTOS, held_out_photos, run_cli, skimage_photo
+from unetcli.devices import cpu_has_fast_bf16
+from unetcli.engine.evaluate import evaluate_photos
+from unetcli.weights import shipped_weights
+from unetcli.models.registry import get_spec
+
+BARS = {"simple-black": 45.0, "unet-decolorize": 40.0}
+PRECISIONS = ["fp32"] + (["bf16"] if cpu_has_fast_bf16() else [])
+
+
+@pytest.fixture(scope="module")
+def test_photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("skimage")
+    paths = []
+    for name in SKIMAGE_PHOTOS:
+        Image.fromarray(skimage_photo(name)).save(folder / f"{name}.png")
+        paths.append(folder / f"{name}.png")
+    return held_out_photos() + paths
+
+
+def test_held_out_photos_really_were_held_out():
+    for model in BARS:
+        card = json.loads(shipped_weights(get_spec(model)).with_suffix(".json").read_text())
+        held_out = {p.rsplit("/", 1)[-1] for p in card["metrics"]["evaluation"]["held_out_photos"]}
+        assert {p.name for p in held_out_photos()} <= held_out, model
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("model", list(BARS))
+def test_gray_models_match_rgb2gray_at_full_resolution(model, precision, test_photos):
+    rows = evaluate_photos(model, test_photos, precision=precision, workers=0)
+    worst = min(rows, key=lambda r: r["psnr"])
+    assert worst["psnr"] >= BARS[model], worst
+    assert len(rows) == len(test_photos) >= 8
+
+
+def test_bf16_outputs_stay_faithful_to_fp32(test_photos, tmp_path):
+    if not cpu_has_fast_bf16():
+        pytest.skip("no native bf16 on this CPU: auto runs fp32")
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        r = run_cli("predict", "-m", "decolorize", "--precision", precision, test_photos[0].parent,
+                    tmp_path / precision)
+        assert r.returncode == 0, r.stderr
+        assert f"cpu, {precision}" in r.stderr
+        outs[precision] = {p.name: np.asarray(Image.open(p), np.float64) for p in (tmp_path / precision).iterdir()}
+    for name, a in outs["fp32"].items():
+        mse = np.mean((a - outs["bf16"][name]) ** 2) / 255**2
+        assert 10 * np.log10(1 / max(mse, 1e-12)) >= 40, name
