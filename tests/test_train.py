@@ -53,6 +53,9 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
     assert "resumed" in r.stderr
     rows = list(csv.DictReader(open(tmp_path / "split" / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    training = json.loads((tmp_path / "split" / "unet-decolorize.json").read_text())["training"]
+    assert "--epochs 2" in training["command"] and len(training["resume_commands"]) == 1
+    assert "--resume" in training["resume_commands"][0] and "--epochs 3" in training["resume_commands"][0]
     a = load_file(str(tmp_path / "straight" / "unet-decolorize.safetensors"))
     b = load_file(str(tmp_path / "split" / "unet-decolorize.safetensors"))
     assert a.keys() == b.keys()

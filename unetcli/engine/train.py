@@ -67,6 +67,7 @@ class TrainOptions:
     sync_bn: bool = False
     resume: bool = False
     command: str = field(default_factory=lambda: shlex.join(["unetcli", *sys.argv[1:]]))
+    resume_commands: list[str] = field(default_factory=list)
 
 
 #: Options fixed for the life of a run: on resume they come from the checkpoint (a different value is an error).
@@ -104,6 +105,7 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
                                  f"not {given}; leave the option out to continue it")
             setattr(opts, key, saved.get(key, _DEFAULTS.get(key)))
         opts.data = Path(opts.data)
+        opts.resume_commands = [*saved.get("resume_commands", []), opts.command]
         opts.command = saved.get("command", opts.command)
     else:
         if opts.model is None or opts.data is None:
@@ -182,7 +184,8 @@ def _card(spec: ModelSpec, opts: TrainOptions, extra: dict) -> dict:
                          "out_channels": spec.out_channels, "params": spec.params},
         "input": {"normalisation": "float32 sRGB (or luminance) in [0, 1], no mean/std",
                   "size": opts.size, "full_resolution": spec.full_resolution},
-        "training": {"command": opts.command, "data": str(opts.data), "epochs": opts.epochs,
+        "training": {"command": opts.command, "resume_commands": opts.resume_commands, "data": str(opts.data),
+                     "epochs": opts.epochs,
                      "batch_size": opts.batch_size, "lr": opts.lr, "lr_schedule": opts.lr_schedule,
                      "init_weights": str(opts.init_weights) if opts.init_weights else None,
                      "init_weights_training": (read_card(Path(opts.init_weights)).get("training")
