@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -37,16 +36,16 @@ class WeightsInfo:
 
 
 def weights_dir() -> Path:
-    """The folder of shipped weights: ``$UNETCLI_WEIGHTS_DIR``, else the installed copy, else the source tree's."""
+    """The folder of shipped weights: ``$UNETCLI_WEIGHTS_DIR``, else the installed copy, else the source tree's.
+
+    An installed package carries them as ``unetcli/_weights/`` (pyproject.toml maps the top-level ``weights/``
+    there); a source checkout or an editable install reads the top-level ``weights/`` itself.
+    """
     if os.environ.get(WEIGHTS_DIR_ENV):
         return Path(os.environ[WEIGHTS_DIR_ENV])
-    try:
-        installed = Path(str(resources.files("unetcli._weights")))
-        if installed.is_dir():
-            return installed
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "weights"
+    package = Path(__file__).resolve().parent
+    installed = package / "_weights"
+    return installed if installed.is_dir() else package.parent / "weights"
 
 
 def shipped_weights(spec: ModelSpec) -> Path | None:
