@@ -26,10 +26,6 @@ from unetcli.metrics import colorfulness
 from unetcli.models.registry import get_spec
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
-
-
 def evaluate_photos(model: str, photos: list[Path], weights: str | None = None, precision: str = "auto",
                     device: str = "auto", workers: int = 0) -> list[dict]:
     """Run ``model`` over colour ``photos`` at full resolution and score each output; one dict per photo.
@@ -47,14 +43,15 @@ def evaluate_photos(model: str, photos: list[Path], weights: str | None = None, 
     with tempfile.TemporaryDirectory(prefix="unetcli-eval-") as tmp:
         src, out = Path(tmp) / "in", Path(tmp) / "out"
         src.mkdir()
-        names = []
+        names, originals = [], []  # the 8-bit photos users have
         for i, photo in enumerate(photos):
             rgb = read_photo(photo).rgb
+            originals.append(to_uint8(rgb))
             name = f"{i:04d}_{Path(photo).stem}.png"
             if spec.task == "colorize":  # users colorize gray photos: decolorize, store 8-bit gray
                 Image.fromarray(to_uint8(rgb2gray(rgb)), mode="L").save(src / name)
             else:
-                Image.fromarray(to_uint8(rgb), mode="RGB").save(src / name)
+                Image.fromarray(originals[-1], mode="RGB").save(src / name)
             names.append(name)
         failures = []
         summary = predict(PredictOptions(model=model, source=str(src), output=out, weights=weights,
@@ -63,9 +60,8 @@ def evaluate_photos(model: str, photos: list[Path], weights: str | None = None, 
                           show_progress=False)
         if summary.failed:
             raise RuntimeError(f"evaluation photos failed: {[(f.input, f.error) for f in failures]}")
-        for photo, name in zip(photos, names):
-            original = _load_rgb(src / name) if spec.task != "colorize" else read_photo(photo).rgb.astype(np.float64)
-            original = np.asarray(to_uint8(original), dtype=np.float64) / 255.0  # the 8-bit photo users have
+        for photo, name, original in zip(photos, names, originals):
+            original = original.astype(np.float64) / 255.0
             written = np.asarray(Image.open(out / name), dtype=np.float64) / 255.0
             row = {"photo": str(photo), "size": [original.shape[1], original.shape[0]]}
             if spec.task == "colorize":

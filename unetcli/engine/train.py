@@ -328,8 +328,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
             freeze_batchnorm(net)
         loss_sum, n = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False,
-                   disable=(not show_progress) if show_progress is not None and ctx.is_main else
-                   (None if ctx.is_main else True))
+                   disable=True if not ctx.is_main else None if show_progress is None else not show_progress)
         for x, y in bar:
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
@@ -390,10 +389,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
                              "wall_time_s_total": round(wall, 1)})
     card["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     final = run / f"{spec.name}.safetensors"
-    from safetensors.torch import load_file
-
-    best_state = load_file(str(run / "best.safetensors"))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in best_state.items()})
+    best_state, _ = load_state(run / "best.safetensors", spec)  # checks its sha256, casts fp16 -> fp32
+    model.load_state_dict(best_state)
     card = save_weights(model, final, card)
     log(f"wrote {final} (best epoch {card['metrics']['best_epoch']})")
     shutdown(ctx)

@@ -13,7 +13,8 @@ class UNetSegmentation(PaddedUNet):
 
     31,043,521 trainable parameters for one class. The seed ends in sigmoid (one class) or softmax (several);
     this module returns the logits before that activation so that training can use the numerically stable
-    ``BCEWithLogitsLoss`` / ``CrossEntropyLoss``; :meth:`probabilities` applies the seed's activation.
+    ``BCEWithLogitsLoss`` / ``CrossEntropyLoss``; :meth:`unetcli.tasks.SegmentTask.probabilities` applies the seed's activation (in the task, so that it also serves
+    ONNX / TorchScript exports of this module).
 
     Input: (N, 3, H, W) float32 sRGB in [0, 1].
     Output: (N, num_classes, H, W) float32 logits. Any H x W is accepted (padded to a multiple of 16 inside
@@ -45,10 +46,3 @@ class UNetSegmentation(PaddedUNet):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
         return self.out(x)
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """The seed's output activation: sigmoid for one class, softmax over C for several.
-
-        Args: logits (N, num_classes, H, W). Returns: probabilities of the same shape, in [0, 1].
-        """
-        return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)
