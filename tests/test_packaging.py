@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,3 +47,16 @@ def test_every_shipped_weights_file_has_a_card_with_its_sha256():
         assert card["dtype"] == "float16"
         for key in ("architecture", "training", "metrics", "input"):
             assert key in card, (f, key)
+
+
+def test_every_extra_package_is_pinned_in_constraints():
+    # `pip install -c constraints.txt '.[bench]'` (or any extra) must install tested versions only.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = {line.split("==", 1)[0].lower().replace("_", "-") for line in
+            (ROOT / "constraints.txt").read_text().splitlines() if "==" in line and not line.startswith("#")}
+    for extra, requirements in extras.items():
+        for requirement in requirements:
+            name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+            if name != "unetcli":
+                assert name in pins, (extra, requirement)

@@ -13,7 +13,7 @@ from PIL import Image
 from skimage.color import rgb2gray
 from skimage.metrics import peak_signal_noise_ratio
 
-from conftest import run_cli
+from conftest import DATA, run_cli
 from unetcli.imageio import read_photo
 
 
@@ -162,3 +162,19 @@ def test_colorize_keeps_size_and_luminance(photo_folder, tmp_path, random_weight
     assert r.returncode == 0, r.stderr
     colour = Image.open(out / "chelsea gray.png")
     assert colour.mode == "RGB" and colour.size == (451, 300)
+
+
+def test_compile_gives_the_eager_outputs(tmp_path):
+    """predict --compile (torch.compile, frozen weights) writes what the eager model writes, within bf16 noise."""
+    photos = DATA / "photos"
+    outs = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        r = run_cli("predict", "-m", "colorize", *extra, "--quiet", photos, tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        outs[name] = {p.name: np.asarray(Image.open(p), np.float64) for p in sorted((tmp_path / name).iterdir())}
+    assert sorted(outs["eager"]) == sorted(outs["compiled"]) and len(outs["eager"]) == 4
+    for name, a in outs["eager"].items():
+        mse = np.mean((a - outs["compiled"][name]) ** 2)
+        assert 10 * np.log10(255**2 / max(mse, 1e-12)) >= 45, name  # measured 62-65 dB
+    r = run_cli("predict", "-m", "decolorize", "--compile", "-w", "x.onnx", photos, tmp_path / "x")
+    assert r.returncode == 2 and "--compile: only for PyTorch weights" in r.stderr

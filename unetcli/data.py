@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from unetcli.errors import InputError
-from unetcli.imageio import collect_inputs, read_photo, to_uint8
+from unetcli.errors import InputError, UsageError
+from unetcli.imageio import collect_inputs, is_image_name, read_photo, to_uint8
 from unetcli.tasks.base import Task
+
+# torch warns whenever --workers exceeds the CPUs this process may use (1-core containers, `taskset`). The worker
+# count is the user's explicit choice (or our documented default), and the warning would break the promise that
+# --quiet prints only errors and the final count.
+warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes", category=UserWarning)
 
 
 class PredictDataset(Dataset):
@@ -74,6 +80,89 @@ def load_training_photos(folder: Path, warn=None) -> tuple[list[Path], list[np.n
     return paths, photos
 
 
+def read_mask(path: Path, num_classes: int) -> np.ndarray:
+    """Decode a segmentation mask into (H, W) uint8 class indices.
+
+    Accepted: 8-bit single-channel images (Pillow modes "L", "P" as Pascal VOC writes them, "1"). One class:
+    0/255 masks (any value >= 128 is the class, so anti-aliased edges are fine) or 0/1 masks (a mask whose
+    largest value is 1). Several classes: class indices 0..num_classes-1.
+
+    Raises:
+        InputError: unreadable or corrupt file, more than one channel, or an index out of range; the message
+            says which.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im.convert("L") if mode == "1" else im)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is reported with the file
+        raise InputError(f"cannot read the mask ({type(exc).__name__}: {exc})") from exc
+    if mode not in ("L", "P", "1"):
+        raise InputError(f"mask is mode {mode}; expected an 8-bit single-channel PNG (mode L or P)")
+    if num_classes == 1:
+        return (arr >= (1 if arr.max(initial=0) <= 1 else 128)).astype(np.uint8)
+    top = int(arr.max(initial=0))
+    if top >= num_classes:
+        raise InputError(f"class index {top} out of range for --classes {num_classes} (expected 0..{num_classes - 1})")
+    return arr.astype(np.uint8)
+
+
+def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path], list[np.ndarray], list[np.ndarray]]:
+    """Decode ``folder/images/*`` and their masks ``folder/masks/<same stem>.*`` into memory.
+
+    The layout users of U-Net tools have (milesial/Pytorch-UNet's ``data/imgs`` + ``data/masks``, the Kaggle
+    Carvana set): one mask per image, matched by file stem, masks as described in :func:`read_mask`.
+
+    Returns:
+        (image paths, (H, W, 3) uint8 sRGB images, (H, W) uint8 class-index masks: 0/1 for one class).
+
+    Raises:
+        UsageError: no images/ or masks/ folder, or any pair that cannot be used (missing or duplicate mask, an
+            unreadable image or mask, sizes that differ, an index out of range). Every problem is listed
+            (up to 20) with its file, so one run of the command shows all there is to fix; training does not
+            start on partial data.
+    """
+    img_dir, mask_dir = folder / "images", folder / "masks"
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise UsageError(f"--data {folder}: no {d.name}/ folder; segmentation data is DATA/images/* with "
+                             f"masks DATA/masks/* of the same names (8-bit PNG)")
+    masks: dict[str, list[Path]] = {}
+    for m in sorted(mask_dir.iterdir()):
+        if m.is_file() and is_image_name(m):
+            masks.setdefault(m.stem, []).append(m)
+    paths, images, labels, problems = [], [], [], []
+    for path, _ in collect_inputs(str(img_dir)):
+        found = masks.get(path.stem, [])
+        if len(found) != 1:
+            problems.append(f"{path}: " + (f"no mask {mask_dir}/{path.stem}.png" if not found else
+                                           "several masks: " + ", ".join(map(str, found))))
+            continue
+        try:
+            rgb = to_uint8(read_photo(path).rgb)
+        except InputError as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        try:
+            mask = read_mask(found[0], num_classes)
+        except InputError as exc:
+            problems.append(f"{found[0]}: {exc}")
+            continue
+        if mask.shape != rgb.shape[:2]:
+            problems.append(f"{found[0]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {path.name} is "
+                            f"{rgb.shape[1]}x{rgb.shape[0]}")
+            continue
+        paths.append(path)
+        images.append(rgb)
+        labels.append(mask)
+    if problems:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise UsageError(f"--data {folder}: {len(problems)} image/mask pair(s) cannot be used:\n  "
+                         + "\n  ".join(problems[:20]) + more)
+    return paths, images, labels
+
+
 def split_indices(n: int, val_split: float, seed: int) -> tuple[list[int], list[int]]:
     """A seeded shuffle of ``range(n)`` cut into (train, val) index lists; at least one of each when n >= 2."""
     order = list(range(n))
@@ -98,11 +187,14 @@ class PhotoCrops(Dataset):
         seed: base of the per-sample random generator; augmentation depends on (seed, epoch, index) only, so a
             resumed run sees exactly the crops an uninterrupted one would.
         crops_per_photo: samples drawn from each photo per epoch (training; small crops of large photos).
+        masks: (H, W) uint8 class-index masks, one per photo (segmentation): cropped, resized (nearest
+            neighbour) and flipped together with their photo, and passed to ``task.training_pair``.
     """
 
     def __init__(self, photos: list[np.ndarray], task: Task, size: int, train: bool, full_resolution: bool,
-                 seed: int = 0, crops_per_photo: int = 1) -> None:
+                 seed: int = 0, crops_per_photo: int = 1, masks: list[np.ndarray] | None = None) -> None:
         self.photos = photos
+        self.masks = masks
         self.crops_per_photo = crops_per_photo if train else 1
         self.task = task
         self.size = size
@@ -119,43 +211,48 @@ class PhotoCrops(Dataset):
         return len(self.photos) * self.crops_per_photo
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb = self.photos[index % len(self.photos)]
+        k = index % len(self.photos)
+        layers = [self.photos[k]] + ([self.masks[k]] if self.masks is not None else [])
         rng = np.random.default_rng((self.seed, self.epoch if self.train else 0, index))
-        crop = self._train_view(rgb, rng) if self.train else self._val_view(rgb)
-        return self.task.training_pair(crop.astype(np.float32) / 255.0)
+        views = self._train_view(layers, rng) if self.train else self._val_view(layers)
+        rgb = views[0].astype(np.float32) / 255.0
+        return self.task.training_pair(rgb, views[1]) if self.masks is not None else self.task.training_pair(rgb)
 
-    def _resize(self, rgb: np.ndarray, w: int, h: int) -> np.ndarray:
-        return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+    @staticmethod
+    def _resize(layers: list[np.ndarray], w: int, h: int) -> list[np.ndarray]:
+        """Photo bilinear, mask (second layer, class indices) nearest neighbour."""
+        return [np.asarray(Image.fromarray(a).resize((w, h), Image.Resampling.NEAREST if i else
+                                                     Image.Resampling.BILINEAR)) for i, a in enumerate(layers)]
 
-    def _train_view(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _train_view(self, layers: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         s = self.size
-        h, w = rgb.shape[:2]
+        h, w = layers[0].shape[:2]
         if self.full_resolution:
             # Half the crops at the photo's own scale (what prediction sees), half downscaled up to 2x.
             side = s if rng.random() < 0.5 else int(round(s * rng.uniform(1.0, 2.0)))
             if min(h, w) < side:  # small photo: upscale so a crop fits
                 f = side / min(h, w)
-                rgb = self._resize(rgb, max(side, round(w * f)), max(side, round(h * f)))
-                h, w = rgb.shape[:2]
+                layers = self._resize(layers, max(side, round(w * f)), max(side, round(h * f)))
+                h, w = layers[0].shape[:2]
             y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-            crop = rgb[y:y + side, x:x + side]
-            crop = self._resize(crop, s, s) if side != s else crop
+            crops = [a[y:y + side, x:x + side] for a in layers]
+            crops = self._resize(crops, s, s) if side != s else crops
         else:
             ch, cw = max(1, int(h * rng.uniform(0.6, 1.0))), max(1, int(w * rng.uniform(0.6, 1.0)))
             y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-            crop = self._resize(rgb[y:y + ch, x:x + cw], s, s)
+            crops = self._resize([a[y:y + ch, x:x + cw] for a in layers], s, s)
         if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        return np.ascontiguousarray(crop)
+            crops = [a[:, ::-1] for a in crops]
+        return [np.ascontiguousarray(a) for a in crops]
 
-    def _val_view(self, rgb: np.ndarray) -> np.ndarray:
+    def _val_view(self, layers: list[np.ndarray]) -> list[np.ndarray]:
         s = self.size
-        h, w = rgb.shape[:2]
+        h, w = layers[0].shape[:2]
         if not self.full_resolution:
-            return self._resize(rgb, s, s)
+            return self._resize(layers, s, s)
         if min(h, w) < s:
             f = s / min(h, w)
-            rgb = self._resize(rgb, max(s, round(w * f)), max(s, round(h * f)))
-            h, w = rgb.shape[:2]
+            layers = self._resize(layers, max(s, round(w * f)), max(s, round(h * f)))
+            h, w = layers[0].shape[:2]
         y, x = (h - s) // 2, (w - s) // 2
-        return np.ascontiguousarray(rgb[y:y + s, x:x + s])
+        return [np.ascontiguousarray(a[y:y + s, x:x + s]) for a in layers]

@@ -40,3 +40,25 @@ def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
     sigma = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False))
     mu = torch.sqrt(rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2)
     return sigma + 0.3 * mu
+
+
+def iou_dice(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Intersection over union (Jaccard index) and Dice coefficient (F1) of binary masks, per image.
+
+    Args:
+        pred: (N, H, W) bool (or 0/1) predicted mask.
+        target: (N, H, W) bool (or 0/1) true mask.
+
+    Returns:
+        Two (N,) float32 tensors in [0, 1]: ``|P & T| / |P | T|`` and ``2 |P & T| / (|P| + |T|)``. An image where
+        both masks are empty scores 1 (nothing to find, nothing found), the convention of
+        ``sklearn.metrics.jaccard_score(zero_division=1)``.
+    """
+    p, t = pred.bool().flatten(1), target.bool().flatten(1)
+    inter = (p & t).sum(dim=1).float()
+    union = (p | t).sum(dim=1).float()
+    total = p.sum(dim=1).float() + t.sum(dim=1).float()
+    empty = union == 0
+    iou = torch.where(empty, torch.ones_like(inter), inter / union.clamp(min=1))
+    dice = torch.where(empty, torch.ones_like(inter), 2 * inter / total.clamp(min=1))
+    return iou, dice

@@ -5,6 +5,7 @@ Usage (from the repository root):
 
 colorize: input gray | unetcli output | original colour photo (the photo is decolorized first, like a user's
 black-and-white scan). decolorize / simple-black: original | unetcli output | skimage rgb2gray reference.
+seg: photo | mask | cut-out (``--output-type cutout``, shown on a checkerboard).
 Every row is scaled to the same height; the sheet is written as JPEG (quality 90) or PNG by its extension.
 """
 
@@ -46,12 +47,20 @@ def main() -> int:
         if args.weights:
             cmd += ["--weights", args.weights]
         subprocess.run(cmd, check=True)
+        if spec.task == "segment":
+            subprocess.run(cmd[:-2] + [str(out / "cutout"), "--output-type", "cutout", "--quiet"], check=True)
         rows = []
         for i, original in enumerate(originals):
             first = Image.open(src / f"{i:03d}.png").convert("RGB")
             result = Image.open(out / f"{i:03d}.png").convert("RGB")
             if spec.task == "colorize":
                 cells, labels = [first, result, original], ["input (gray)", "unetcli colorize", "original"]
+            elif spec.task == "segment":
+                cut = Image.open(out / "cutout" / f"{i:03d}.png")
+                board = np.indices((cut.height, cut.width)).sum(axis=0) // 12 % 2
+                back = Image.fromarray(np.where(board, 205, 245).astype(np.uint8), "L").convert("RGBA")
+                cells = [original, result, Image.alpha_composite(back, cut).convert("RGB")]
+                labels = ["photo", "unetcli seg mask", "cut-out (alpha = mask)"]
             else:
                 ref = Image.fromarray(to_uint8(rgb2gray(np.asarray(original) / 255.0)), "L").convert("RGB")
                 cells, labels = [original, result, ref], ["input", f"unetcli {spec.name}", "skimage rgb2gray"]

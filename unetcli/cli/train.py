@@ -21,7 +21,15 @@ from unetcli.errors import UsageError
 
 def train(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registry model name or alias.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Folder of photos (searched recursively).")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        "--data", help="Folder of photos (searched recursively); unet-seg: a folder with images/ and masks/ "
+                       "(same file stems; masks 8-bit PNG, 0/255 for one class, indices 0..N-1 for several).")] = None,
+    val_data: Annotated[Optional[Path], typer.Option(
+        "--val-data", help="Validate on this folder (same layout as --data) instead of a random --val-split of "
+                           "--data, e.g. to keep whole people or scenes unseen.")] = None,
+    classes: Annotated[Optional[int], typer.Option(
+        "--classes", min=1, help="unet-seg: number of classes (1: sigmoid, BCE + soft Dice; N > 1: softmax, "
+                                 "cross-entropy + soft Dice, class 0 = background) [default: 1].")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder; default runs/<model>.")] = None,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Continue the run in this folder from its last checkpoint (model, data and "
@@ -60,7 +68,8 @@ def train(
 ) -> None:
     """Train MODEL on the photos in DATA; writes checkpoints, metrics.csv/png and final weights into the run folder.
 
-    The target is computed from each photo (gray models: skimage rgb2gray; colorize: the photo's colours).
+    The target is computed from each photo (gray models: skimage rgb2gray; colorize: the photo's colours);
+    unet-seg learns the masks in DATA/masks.
     An interrupted run continues with --resume RUN.
     """
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -70,7 +79,8 @@ def train(
     if resume is None and model is None:
         raise UsageError("train needs --model and --data (or --resume RUN)")
     run_dir = resume or out or Path("runs") / model
-    opts = TrainOptions(out=Path(run_dir), model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
+    opts = TrainOptions(out=Path(run_dir), model=model, data=data, val_data=val_data, classes=classes,
+                        epochs=epochs, batch_size=batch_size, lr=lr,
                         size=size, val_split=val_split, seed=seed, lr_schedule=lr_schedule, init_weights=weights,
                         crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after, sync_bn=sync_bn,
                         device=device, precision=precision.value,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from unetcli.devices import precision_name
-from unetcli.engine.model import load_model
+from unetcli.engine.model import fold_batchnorm, load_model
 from unetcli.errors import UsageError, WeightsError
 from unetcli.models.registry import ModelSpec, get_spec
 
@@ -171,6 +171,25 @@ def load_torchscript(path: Path, spec: ModelSpec, device: torch.device) -> nn.Mo
     return module.eval()
 
 
+def prepare_for_inference(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+    """An eval-mode PyTorch model made cheaper to run without changing what it computes.
+
+    * BatchNorm folded into the preceding convolutions (:func:`unetcli.engine.model.fold_batchnorm`);
+    * under bf16/fp16 autocast, the convolution weights stored in that dtype once, instead of autocast casting
+      the fp32 weights on every call (the same round-to-nearest cast autocast does, so the outputs are equal);
+    * ``channels_last`` memory format (the folded weights are new tensors).
+
+    Measured on the unet-colorize forward (benchmarks/README.md): BatchNorm was about 9 % and the weight casts
+    about 8 % of the eager bf16 forward.
+    """
+    model = fold_batchnorm(model)
+    if dtype in (torch.bfloat16, torch.float16):
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                module.to(dtype)
+    return model.to(memory_format=torch.channels_last)
+
+
 def load_backend(spec: ModelSpec, weights: str | Path | None, device: torch.device,
                  dtype: torch.dtype | None = None) -> Backend:
     """The network ``predict`` calls for ``--weights``: a PyTorch model, or an ONNX / TorchScript export.
@@ -190,7 +209,7 @@ def load_backend(spec: ModelSpec, weights: str | Path | None, device: torch.devi
     """
     backend = backend_name(weights)
     if backend == "pytorch":
-        return load_model(spec, weights, device)[0]
+        return prepare_for_inference(load_model(spec, weights, device)[0], dtype)
     if dtype is not None:
         raise UsageError(f"--precision {precision_name(dtype)}: exported models run in fp32, the "
                          "precision they were verified in; use --precision fp32 or auto")

@@ -76,3 +76,39 @@ def evaluate_photos(model: str, photos: list[Path], weights: str | None = None, 
             results.append(row)
     return results
 
+
+
+def evaluate_masks(model: str, data: Path, weights: str | None = None, precision: str = "auto",
+                   device: str = "auto", workers: int = 0, threshold: float = 0.5) -> list[dict]:
+    """Run a one-class segmentation model over ``data/images`` at full resolution and score each written mask
+    against ``data/masks`` (the layout of :func:`unetcli.data.load_segmentation_pairs`); one dict per image.
+
+    Returns:
+        ``{"image", "size", "iou", "dice", "true_pixels", "predicted_pixels"}``: IoU and Dice of the foreground
+        in [0, 1] (:func:`unetcli.metrics.iou_dice`), pixel counts of the true and predicted foreground.
+
+    Raises:
+        UsageError / WeightsError: as :func:`unetcli.engine.predict.predict` and
+            :func:`~unetcli.data.load_segmentation_pairs`; ``RuntimeError`` if an image fails.
+    """
+    from unetcli.data import load_segmentation_pairs
+    from unetcli.metrics import iou_dice
+
+    paths, _, masks = load_segmentation_pairs(Path(data), 1)
+    with tempfile.TemporaryDirectory(prefix="unetcli-eval-") as tmp:
+        out = Path(tmp) / "out"
+        failures = []
+        summary = predict(PredictOptions(model=model, source=str(Path(data) / "images"), output=out, weights=weights,
+                                         precision=precision, device=device, workers=workers, threshold=threshold),
+                          on_result=lambda r: failures.append(r) if r.status == "failed" else None,
+                          show_progress=False)
+        if summary.failed:
+            raise RuntimeError(f"evaluation images failed: {[(f.input, f.error) for f in failures]}")
+        written = {p.stem: np.asarray(Image.open(p)) > 127 for p in out.iterdir()}
+    results = []
+    for path, true in zip(paths, masks):
+        pred = written[path.stem]
+        iou, dice = iou_dice(torch.from_numpy(pred)[None], torch.from_numpy(true > 0)[None])
+        results.append({"image": str(path), "size": [true.shape[1], true.shape[0]], "iou": iou.item(),
+                        "dice": dice.item(), "true_pixels": int(true.sum()), "predicted_pixels": int(pred.sum())})
+    return results

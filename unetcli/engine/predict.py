@@ -1,10 +1,11 @@
 """Prediction: DataLoader -> same-size batches -> model -> task post-processing -> atomic writer.
 
 Decoding and preparing run in DataLoader worker processes while the model runs; post-processing and encoding
-run in a writer thread. Images are grouped into batches by their input shape. Full-resolution models run photos
-larger than ``tile`` on overlapping tiles (:mod:`unetcli.engine.tiling`), so memory does not grow with the photo.
-Every output is written to a temporary name and renamed, so an interrupted (even ``kill -9``-ed) run leaves
-complete files only, and a rerun skips them and removes the killed run's temporary files.
+run in writer threads (:data:`WRITER_THREADS`). Images are grouped into batches by their input shape.
+Full-resolution models run photos larger than ``tile`` on overlapping tiles (:mod:`unetcli.engine.tiling`), so
+memory does not grow with the photo. Every output is written to a temporary name and renamed, so an interrupted
+(even ``kill -9``-ed) run leaves complete files only, and a rerun skips them and removes the killed run's
+temporary files.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ from unetcli.devices import autocast, precision_name, resolve_precision, select_
 from unetcli.engine.backends import is_exported, load_backend
 from unetcli.engine.tiling import predict_tiled
 from unetcli.errors import UsageError
-from unetcli.imageio import (collect_inputs, collect_listed, fit_for_format, image_format_for,
+from unetcli.imageio import (ALPHA_FORMATS, collect_inputs, collect_listed, fit_for_format, image_format_for,
                              remove_stale_temporaries, save_atomic)
 from unetcli.models.registry import get_spec
 from unetcli.tasks import make_task
 from unetcli.weights import trained_input_size
+
+
+#: Threads that post-process and encode outputs while the model runs.
+WRITER_THREADS = 2
 
 
 @dataclass
@@ -51,6 +56,9 @@ class PredictOptions:
     recursive: bool = False
     overwrite: bool = False
     threshold: float = 0.5
+    #: unet-seg: ``mask``, ``overlay`` or ``cutout``; ``palette`` writes masks as palette PNGs.
+    output_type: str = "mask"
+    palette: bool = False
     #: Paths read from ``--files-from`` (then ``source`` is the folder the outputs mirror them relative to).
     files_from: list[str] | None = None
     #: ``(K, N)`` for ``--shard K/N``: this run takes every N-th file of the sorted list, from the K-th (1-based).
@@ -59,6 +67,8 @@ class PredictOptions:
     fail_fast: bool = False
     #: Tile side for full-resolution models (a multiple of 16; 0: never tile).
     tile: int = 512
+    #: Compile the PyTorch model with ``torch.compile`` (Inductor, weights frozen) before the first batch.
+    compile: bool = False
 
 
 @dataclass
@@ -130,6 +140,29 @@ def take_shard(plan: list, shard: tuple[int, int] | None) -> list:
     return plan[k - 1::n]
 
 
+_COMPILE_EXPORTED = "--compile: only for PyTorch weights (.safetensors / .pt), not exported models"
+
+
+def compile_for_inference(model: torch.nn.Module, weights: str | None) -> torch.nn.Module:
+    """``torch.compile`` (Inductor) with the weights frozen as constants, for ``predict --compile``.
+
+    Inductor then fuses the element-wise work around the convolutions (ReLU, padding, casts) that eager mode runs
+    as separate passes: the unet-colorize bf16 forward went from 43 % to 64 % of the bf16 matmul peak
+    (benchmarks/README.md). Compiling costs about 15 s per new input shape (working-size models and tiles keep
+    one shape; a folder of differently sized photos for a full-resolution model recompiles, and after
+    ``torch._dynamo.config.cache_size_limit`` shapes it falls back to eager).
+
+    Raises:
+        UsageError: an exported model (``.onnx`` / ``.torchscript``), which is not a PyTorch module.
+    """
+    if is_exported(weights):
+        raise UsageError(_COMPILE_EXPORTED)
+    import torch._inductor.config as inductor_config  # the documented switch for frozen-weight inference
+
+    inductor_config.freezing = True
+    return torch.compile(model)
+
+
 def check_writable(out_dir: Path) -> None:
     """Create ``out_dir`` and prove a file can be written there, before any work.
 
@@ -173,16 +206,29 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
     if tile and (tile % 16 or tile < 2 * overlap):
         raise UsageError(f"--tile {opts.tile}: must be 0 (no tiling) or a multiple of 16 of at least "
                          f"{max(16, 2 * overlap)} for {spec.name} (its tiles overlap by {overlap} px)")
+    if opts.compile and is_exported(opts.weights):
+        raise UsageError(_COMPILE_EXPORTED)
     device = select_device(opts.device)
     dtype = resolve_precision(opts.precision, device, auto_ok=spec.bf16_faithful and not is_exported(opts.weights))
     size = opts.size or trained_input_size(spec, opts.weights)
-    task = make_task(spec, size=size, **({"threshold": opts.threshold} if spec.task == "segment" else {}))
+    if spec.task == "segment":
+        task = make_task(spec, size=size, threshold=opts.threshold, output_type=opts.output_type,
+                         palette=opts.palette)
+        if opts.output_type == "cutout" and fmt not in ALPHA_FORMATS:
+            raise UsageError(f"--output-type cutout writes an alpha channel, which {fmt} cannot store; "
+                             f"use --ext .png, .webp or .tif")
+    elif opts.output_type != "mask" or opts.palette:
+        raise UsageError(f"--output-type / --palette: only for unet-seg, not {spec.name}")
+    else:
+        task = make_task(spec, size=size)
     inputs = (collect_listed(opts.files_from, opts.source) if opts.files_from is not None
               else collect_inputs(opts.source, opts.recursive))
     # Output names are planned on the whole sorted list, so every shard names every file the same way.
     plan = take_shard(plan_outputs(inputs, Path(opts.output), opts.ext), opts.shard)
     check_writable(Path(opts.output))
     model = load_backend(spec, opts.weights, device, dtype)  # PyTorch weights, or an .onnx / TorchScript export
+    if opts.compile:
+        model = compile_for_inference(model, opts.weights)
 
     summary = PredictSummary(device=str(device), precision=precision_name(dtype))
     report = on_result or (lambda r: None)
@@ -268,7 +314,9 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
         submit(sample, out)
         settle(block_until=1)  # at most one full-size output waits for the writer
 
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unetcli-writer")
+    # Two writer threads: post-processing (numpy, scikit-image) and encoding (zlib) release the GIL, and for
+    # working-size models they cost more per image than the forward pass (benchmarks/README.md, profile).
+    writer = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="unetcli-writer")
     try:
         for sample in loader:
             i = sample["index"]

@@ -8,6 +8,10 @@ Run folder layout (``--out``):
     metrics.csv, metrics.png   one row per epoch; loss and validation curves.
     samples.jsonl           distributed runs: the crop indices each rank trained on, per epoch.
     split.json              which files were used for training and which were held out for validation.
+
+Data: a folder of photos (the gray models and colorize compute their targets from each photo), or for unet-seg
+``DATA/images`` + ``DATA/masks`` pairs (:func:`unetcli.data.load_segmentation_pairs`). Validation is a seeded
+random split of the photos, or a separate folder (``--val-data``) when whole subjects must stay unseen.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from unetcli.data import PhotoCrops, load_training_photos, split_indices
+from unetcli.data import PhotoCrops, load_segmentation_pairs, load_training_photos, split_indices
 from unetcli.devices import autocast, precision_name, resolve_precision
 from unetcli.engine.distributed import all_reduce_sums, barrier, gather_lists, init_distributed, shutdown
 from unetcli.errors import UsageError
@@ -51,6 +55,8 @@ class TrainOptions:
     out: Path
     model: str | None = None
     data: Path | None = None
+    val_data: Path | None = None
+    classes: int | None = None
     epochs: int = 10
     batch_size: int | None = None
     lr: float | None = None
@@ -71,9 +77,10 @@ class TrainOptions:
 
 
 #: Options fixed for the life of a run: on resume they come from the checkpoint (a different value is an error).
-_FIXED_ON_RESUME = ("model", "data", "batch_size", "lr", "size", "val_split", "seed", "lr_schedule", "init_weights",
-                    "crops_per_photo", "freeze_bn_after")
-_DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant", "crops_per_photo": 1}
+_FIXED_ON_RESUME = ("model", "data", "val_data", "classes", "batch_size", "lr", "size", "val_split", "seed",
+                    "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after")
+_DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant", "crops_per_photo": 1,
+             "classes": 1}
 
 
 def epoch_lr(base_lr: float, schedule: str, epoch: int, epochs: int) -> float:
@@ -99,12 +106,14 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
         saved = ckpt["options"]
         for key in _FIXED_ON_RESUME:
             given = getattr(opts, key)
-            if given is not None and str(given) != str(saved[key]) and not (key == "model" and saved[key]
-                                                                            == get_spec(given).name):
-                raise UsageError(f"--resume: the run in {opts.out} was started with {key} {saved[key]}, "
+            was = saved.get(key, _DEFAULTS.get(key))  # runs from older versions lack the newer options
+            if given is not None and str(given) != str(was) and not (key == "model" and was
+                                                                     == get_spec(given).name):
+                raise UsageError(f"--resume: the run in {opts.out} was started with {key} {was}, "
                                  f"not {given}; leave the option out to continue it")
-            setattr(opts, key, saved.get(key, _DEFAULTS.get(key)))
+            setattr(opts, key, was)
         opts.data = Path(opts.data)
+        opts.val_data = Path(opts.val_data) if opts.val_data else None
         opts.resume_commands = [*saved.get("resume_commands", []), opts.command]
         opts.command = saved.get("command", opts.command)
     else:
@@ -117,6 +126,8 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
             if getattr(opts, key) is None:
                 setattr(opts, key, value)
         spec = get_spec(opts.model)
+        if opts.classes != 1 and spec.task != "segment":
+            raise UsageError(f"--classes: only unet-seg has a class count ({spec.name} has a fixed output)")
         opts.lr = opts.lr or spec.lr
         opts.size = opts.size or spec.train_size
     return ckpt
@@ -177,14 +188,16 @@ def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
     os.replace(tmp_png, run / "metrics.png")
 
 
-def _card(spec: ModelSpec, opts: TrainOptions, extra: dict) -> dict:
+def _card(spec: ModelSpec, opts: TrainOptions, params: int, extra: dict) -> dict:
     return {
         "model": spec.name,
         "architecture": {"class": spec.factory.__name__, "seed": spec.seed, "in_channels": spec.in_channels,
-                         "out_channels": spec.out_channels, "params": spec.params},
+                         "out_channels": int(opts.classes) if spec.task == "segment" else spec.out_channels,
+                         "params": params, **({"num_classes": int(opts.classes)} if spec.task == "segment" else {})},
         "input": {"normalisation": "float32 sRGB (or luminance) in [0, 1], no mean/std",
                   "size": opts.size, "full_resolution": spec.full_resolution},
         "training": {"command": opts.command, "resume_commands": opts.resume_commands, "data": str(opts.data),
+                     "val_data": str(opts.val_data) if opts.val_data else None,
                      "epochs": opts.epochs,
                      "batch_size": opts.batch_size, "lr": opts.lr, "lr_schedule": opts.lr_schedule,
                      "init_weights": str(opts.init_weights) if opts.init_weights else None,
@@ -195,6 +208,47 @@ def _card(spec: ModelSpec, opts: TrainOptions, extra: dict) -> dict:
                      "loss": spec.loss, "seed": opts.seed, "val_split": opts.val_split, **extra.pop("training", {})},
         **extra,
     }
+
+
+@dataclass
+class _Data:
+    """Decoded training and validation samples (masks only for segmentation)."""
+
+    train_paths: list[Path]
+    train: list[np.ndarray]
+    val_paths: list[Path]
+    val: list[np.ndarray]
+    train_masks: list[np.ndarray] | None = None
+    val_masks: list[np.ndarray] | None = None
+
+
+def _load_data(spec: ModelSpec, opts: TrainOptions, say: Callable[[str], None]) -> _Data:
+    """Decode ``--data`` (and ``--val-data``) into memory and split off validation.
+
+    Raises:
+        UsageError: unusable data folder (see :func:`load_segmentation_pairs`), fewer than 2 photos.
+    """
+    def load(folder: Path):
+        if spec.task == "segment":
+            return load_segmentation_pairs(folder, int(opts.classes))
+        return (*load_training_photos(folder, warn=lambda p, r: say(f"skipped {p}: {r}")), None)
+
+    paths, photos, masks = load(Path(opts.data))
+    if opts.val_data is not None:
+        val_paths, val_photos, val_masks = load(Path(opts.val_data))
+        if not photos or not val_photos:
+            raise UsageError(f"--data {opts.data} / --val-data {opts.val_data}: found {len(photos)} training and "
+                             f"{len(val_photos)} validation image(s); need at least one of each")
+        return _Data(paths, photos, val_paths, val_photos, masks, val_masks)
+    if len(photos) < 2:
+        raise UsageError(f"--data {opts.data}: found {len(photos)} usable photo(s); need at least 2")
+    tr, va = split_indices(len(photos), opts.val_split, opts.seed)
+
+    def pick(items, idx):
+        return [items[i] for i in idx] if items is not None else None
+
+    return _Data(pick(paths, tr), pick(photos, tr), pick(paths, va), pick(photos, va), pick(masks, tr),
+                 pick(masks, va))
 
 
 def _sum_metrics(model, loader, task, device, dtype) -> dict[str, float]:
@@ -236,9 +290,6 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
     ckpt = _resolve_options(opts)
     spec = get_spec(opts.model)
     run = Path(opts.out)
-    if spec.task == "segment":
-        raise UsageError("training unet-seg needs DATA/images + DATA/masks pairs, which this version does not "
-                         "read yet")
     if opts.epochs < 1 or opts.batch_size < 1:
         raise UsageError("--epochs and --batch-size must be at least 1")
     if not 0.0 <= opts.val_split < 1.0:
@@ -250,7 +301,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
     if opts.sync_bn and device.type != "cuda":
         raise UsageError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only")
     dtype = resolve_precision(opts.precision, device)
-    task = make_task(spec, size=size)
+    if int(opts.classes) < 1:
+        raise UsageError(f"--classes {opts.classes}: must be at least 1")
+    model_kwargs = {"num_classes": int(opts.classes)} if spec.task == "segment" else {}
+    task = make_task(spec, size=size, **model_kwargs)
     say = log if ctx.is_main else (lambda line: None)
 
     if ctx.is_main:
@@ -258,31 +312,30 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
         for stale in run.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
             stale.unlink(missing_ok=True)
     t_load = time.perf_counter()
-    paths, photos = load_training_photos(Path(opts.data), warn=lambda p, r: say(f"skipped {p}: {r}"))
-    if len(photos) < 2:
-        raise UsageError(f"--data {opts.data}: found {len(photos)} usable photo(s); need at least 2")
-    train_idx, val_idx = split_indices(len(photos), opts.val_split, opts.seed)
+    data = _load_data(spec, opts, say)
     if ctx.is_main:
         write_json_atomic(run / "split.json", {"seed": opts.seed, "val_split": opts.val_split,
-                                               "train": [str(paths[i]) for i in train_idx],
-                                               "val": [str(paths[i]) for i in val_idx]})
-    say(f"{len(photos)} photos decoded in {time.perf_counter() - t_load:.1f}s: {len(train_idx)} train, "
-        f"{len(val_idx)} validation")
-    train_ds = PhotoCrops([photos[i] for i in train_idx], task, size, True, spec.full_resolution, opts.seed,
-                          crops_per_photo=int(opts.crops_per_photo))
-    val_ds = PhotoCrops([photos[i] for i in val_idx], task, size, False, spec.full_resolution, opts.seed)
+                                               "val_data": str(opts.val_data) if opts.val_data else None,
+                                               "train": [str(p) for p in data.train_paths],
+                                               "val": [str(p) for p in data.val_paths]})
+    say(f"{len(data.train) + len(data.val)} {'image/mask pairs' if data.train_masks else 'photos'} decoded in "
+        f"{time.perf_counter() - t_load:.1f}s: {len(data.train)} train, {len(data.val)} validation")
+    train_ds = PhotoCrops(data.train, task, size, True, spec.full_resolution, opts.seed,
+                          crops_per_photo=int(opts.crops_per_photo), masks=data.train_masks)
+    val_ds = PhotoCrops(data.val, task, size, False, spec.full_resolution, opts.seed, masks=data.val_masks)
     batch_size = max(1, min(opts.batch_size, len(train_ds) // ctx.world_size))
     sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=opts.seed, drop_last=True)
     val_shard = Subset(val_ds, range(ctx.rank, len(val_ds), ctx.world_size))
 
     torch.manual_seed(opts.seed)
-    model = spec.factory()
+    model = spec.factory(**model_kwargs)
     if opts.init_weights is not None and ckpt is None:  # fine-tuning: start from existing weights
         state, info = load_state(Path(opts.init_weights), spec)
         load_into(model, state, info.path, spec)
         say(f"initialised from {info.path} (sha256 {info.sha256[:12]})")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     history: list[dict] = []
     best = {"epoch": -1, "value": -math.inf}
     start_epoch, images_seen, wall = 0, 0, 0.0
@@ -361,12 +414,12 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
             best = {"epoch": epoch + 1, "value": sign * value if not math.isnan(value) else -math.inf}
         if ctx.is_main:
             if best["epoch"] == epoch + 1:
-                save_weights(model, run / "best.safetensors", _card(spec, opts, {
+                save_weights(model, run / "best.safetensors", _card(spec, opts, n_params, {
                     "training": {"epochs_done": epoch + 1, "images_seen": images_seen,
                                  "wall_time_s": round(wall, 1), "precision": precision_name(dtype),
                                  "device": str(device), "world_size": ctx.world_size,
                                  "effective_batch_size": batch_size * ctx.world_size,
-                                 "train_photos": len(train_idx), "val_photos": len(val_idx)},
+                                 "train_photos": len(data.train), "val_photos": len(data.val)},
                     "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
             _write_metrics(run, history, best_key)
             _save_checkpoint(run / "last.pt", {

@@ -13,8 +13,8 @@ class UNetSegmentation(PaddedUNet):
 
     31,043,521 trainable parameters for one class. The seed ends in sigmoid (one class) or softmax (several);
     this module returns the logits before that activation so that training can use the numerically stable
-    ``BCEWithLogitsLoss`` / ``CrossEntropyLoss``; :meth:`unetcli.tasks.SegmentTask.probabilities` applies the seed's activation (in the task, so that it also serves
-    ONNX / TorchScript exports of this module).
+    ``BCEWithLogitsLoss`` / ``CrossEntropyLoss``; :meth:`unetcli.tasks.SegmentTask.probabilities` applies the
+    seed's activation (in the task, so that it also serves ONNX / TorchScript exports of this module).
 
     Input: (N, 3, H, W) float32 sRGB in [0, 1].
     Output: (N, num_classes, H, W) float32 logits. Any H x W is accepted (padded to a multiple of 16 inside

@@ -38,7 +38,10 @@ class Task:
         raise NotImplementedError
 
     def training_pair(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training crop (h, w, 3) float32 sRGB in [0, 1] -> (input (C_in, h, w), target (C_out, h, w))."""
+        """A training crop (h, w, 3) float32 sRGB in [0, 1] -> (input (C_in, h, w), target (C_out, h, w)).
+
+        Segmentation tasks take a second argument, the crop's (h, w) uint8 class-index mask.
+        """
         raise NotImplementedError
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,556 @@
+"""The speed benchmark suite (issue 7, "fast on the machine it runs on"): every figure a ratio measured side by side.
+
+One command runs everything and writes ``--out`` (JSON), a Markdown table beside it (``.md``) and the profiles::
+
+    python benchmarks/run_all.py --out benchmarks/results.json          # full: 64 photos, roughly 10-15 min on 2 cores
+    python benchmarks/run_all.py --quick --out runs/bench/results.json  # smoke: 16 photos, ~3 min
+
+A plain script, not a test (pytest collects ``tests/`` only). Every measurement runs in its own child process
+with the same thread count (``--threads``, passed as ``OMP_NUM_THREADS`` and ``torch.set_num_threads``), so each
+has its own peak RSS (``os.wait4``'s ``ru_maxrss``; the sum of ``Pss`` over the process tree is sampled every
+50 ms too, for runs with DataLoader workers). Photos are real (``--photos``, default ``../shared/data/photos``,
+a seeded sample of ``--n-photos`` of mixed sizes, longest side <= 1024); the matmul peak is the only synthetic
+input. unet-colorize runs on ``--colorize-weights``, else on freshly initialised weights of its architecture
+(speed does not depend on the values); simple-black and unet-decolorize on their shipped weights.
+
+Figures (target in brackets):
+
+1. ``unetcli predict --model colorize`` (real subprocess, default options) vs a notebook-style loop (per photo:
+   PIL open, task ``prepare``, one fp32 NCHW model call, task ``finish``, save), whole-command wall time [>= 5x].
+2. unet-colorize forward at 128x128, batch 8: bf16 autocast + channels_last GFLOP/s over the bf16
+   ``torch.matmul`` peak [>= 50 %]; fp32 (NCHW and channels_last) over the fp32 peak; for information also
+   onnxruntime fp32 and bf16 under ``torch.compile`` (neither is what predict runs; both skipped by ``--quick``).
+   FLOPs = 2 x torchinfo's mult-adds per image.
+3. end-to-end colorize images/s over model-only bf16 images/s [>= 85 %]. End-to-end throughput is marginal:
+   each end-to-end command also runs on the folder's first photo alone, and (n - 1) / (wall(n) - wall(1))
+   leaves out start-up, loading the weights and the first batch.
+4. training images/s, bf16 vs fp32, unet-colorize, batch 16 at 128x128 [>= 3x].
+5. ``unetcli predict`` simple-black and unet-decolorize (shipped weights) vs Pillow open + ``convert("L")`` +
+   save, whole-command wall time [>= 0.5x].
+6. peak memory of each of the above.
+
+The profile step writes ``torch.profiler`` top-op tables of the model forward and of an in-process predict, and,
+where ``py-spy`` is installed (``pip install -c constraints.txt '.[bench]'``), a sampled profile of the real
+``unetcli predict`` command with its threads and DataLoader workers, summarised by stage and function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_memory import _pss_kb, _tree  # noqa: E402  (same folder; shared helpers)
+
+PARTS = HERE / "suite_parts.py"
+DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: Predict's default --batch-size: the model-only figures use the same batch.
+PREDICT_BATCH = 8
+
+
+# --------------------------------------------------------------------------------------------------- running
+
+
+def run_child(cmd: list[str], threads: int, cwd: Path = ROOT, timeout: float = 3600) -> dict:
+    """Run ``cmd`` with ``threads`` OMP threads; time-stamp its stdout lines; measure its memory.
+
+    Returns a dict: ``rc``, ``wall`` (seconds), ``maxrss_mb`` (peak RSS of the command's own process, from
+    ``os.wait4``), ``tree_pss_mb`` (largest sampled sum of PSS over its process tree), ``line_times`` (seconds
+    after start at which each stdout line arrived, ``RESULT`` line excluded), ``result`` (the parsed
+    ``RESULT`` JSON of a suite part, or None), ``stderr_tail``.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env, text=True)
+    line_times: list[float] = []
+    result: list[dict] = []
+    stderr: list[str] = []
+    peak_pss = 0
+    done = threading.Event()
+
+    def read_stdout() -> None:
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                result.append(json.loads(line[7:]))
+            else:
+                line_times.append(time.perf_counter() - t0)
+
+    def read_stderr() -> None:
+        stderr.extend(proc.stderr)
+
+    def sample() -> None:
+        nonlocal peak_pss
+        while not done.is_set():
+            peak_pss = max(peak_pss, sum(_pss_kb(p) for p in _tree(proc.pid)))
+            time.sleep(0.05)
+
+    threads_ = [threading.Thread(target=f, daemon=True) for f in (read_stdout, read_stderr, sample)]
+    for t in threads_:
+        t.start()
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    done.set()
+    for t in threads_:
+        t.join(timeout=10)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"cmd": cmd, "rc": proc.returncode, "wall": wall, "maxrss_mb": usage.ru_maxrss / 1024,
+            "tree_pss_mb": peak_pss / 1024, "line_times": line_times, "result": result[-1] if result else None,
+            "stderr_tail": "".join(stderr[-5:]).strip()}
+
+
+def part(name: str, threads: int, **kwargs) -> dict:
+    """Run one part of ``suite_parts.py`` in a child process (see :func:`run_child`)."""
+    args = {"threads": threads, **kwargs}
+    r = run_child([sys.executable, str(PARTS), name, "--args", json.dumps(args)], threads)
+    if r["rc"] != 0 or r["result"] is None:
+        raise RuntimeError(f"suite part {name} failed (rc {r['rc']}): {r['stderr_tail']}")
+    return r
+
+
+def predict_cmd(model: str, photos: Path, out: Path, weights: Path | None = None) -> list[str]:
+    """The real ``unetcli predict`` command with default options (``--json``: one flushed line per output)."""
+    return [sys.executable, "-m", "unetcli", "predict", "-m", model, *(["--weights", str(weights)] if weights else []),
+            "--json", str(photos), str(out)]
+
+
+def run_predict(model: str, photos: Path, out: Path, threads: int, n: int, weights: Path | None = None) -> dict:
+    """``unetcli predict`` in a subprocess; checks every photo was written."""
+    r = run_child(predict_cmd(model, photos, out, weights), threads)
+    written = len(list(out.glob("*.png"))) if out.is_dir() else 0
+    if r["rc"] != 0 or written != n:
+        raise RuntimeError(f"unetcli predict -m {model} failed (rc {r['rc']}, {written}/{n} written): "
+                           f"{r['stderr_tail']}")
+    return r
+
+
+def steady_rate(line_times: list[float], skip: int) -> float | None:
+    """Images/s from the ``skip``-th output line to the last (start-up, loading and the first batch excluded)."""
+    skip = min(skip, len(line_times) // 2)
+    if len(line_times) - skip < 2:
+        return None
+    span = line_times[-1] - line_times[skip - 1] if skip else line_times[-1] - line_times[0]
+    return (len(line_times) - max(skip, 1)) / span if span > 0 else None
+
+
+# --------------------------------------------------------------------------------------------------- photos
+
+
+def select_photos(source: Path, n: int, seed: int = 0) -> list[Path]:
+    """A seeded random sample of ``n`` image files found (recursively) under ``source``, sorted."""
+    pool = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(pool) < n:
+        raise SystemExit(f"{source}: {len(pool)} photos, {n} needed")
+    return sorted(random.Random(seed).sample(pool, n))
+
+
+def stage_photos(paths: list[Path], dest: Path) -> dict[str, int]:
+    """Copy ``paths`` flat into ``dest`` (``folder__name``); return a histogram of their sizes ("WxH": count)."""
+    from PIL import Image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    sizes: collections.Counter = collections.Counter()
+    for p in paths:
+        shutil.copy2(p, dest / f"{p.parent.name}__{p.name}")
+        with Image.open(p) as im:
+            sizes[f"{im.width}x{im.height}"] += 1
+    return dict(sizes.most_common())
+
+
+def in_child(code: str, *args: str) -> dict:
+    """Run Python ``code`` in a child process (which prints one JSON object) and return that object.
+
+    The suite's own process never imports torch: a child's ``ru_maxrss`` starts from the RSS of the process it
+    was spawned from (Linux carries the pre-exec high-water mark over), so a lean parent keeps every child's
+    peak RSS honest (the floor is this script's own ~30 MB).
+    """
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(HERE)})
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1:] or r.returncode)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def random_colorize_weights(folder: Path) -> Path:
+    """Freshly initialised unet-colorize weights (seed 0) as safetensors; speed does not depend on the values."""
+    return Path(in_child("import json, sys; from pathlib import Path; from bench_memory import random_weights; "
+                         "print(json.dumps(str(random_weights(Path(sys.argv[1]), 'unet-colorize'))))",
+                         str(folder)))
+
+
+def environment() -> dict:
+    """Machine, versions and which models have shipped weights, found by a child process."""
+    return in_child("""
+import json, os, platform, torch
+from bench_memory import machine
+from unetcli.devices import cpu_has_fast_bf16
+from unetcli.models.registry import get_spec, list_models
+from unetcli.weights import shipped_weights
+print(json.dumps({"machine": machine(), "platform": platform.platform(), "torch": torch.__version__,
+                  "fast_bf16": cpu_has_fast_bf16(),
+                  "shipped": {m: str(shipped_weights(get_spec(m)) or "") for m in list_models()}}))
+""")
+
+
+# --------------------------------------------------------------------------------------------------- py-spy
+
+
+def py_spy() -> str | None:
+    """The ``py-spy`` executable (beside this Python, else on PATH), or None."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.is_file() else shutil.which("py-spy")
+
+
+def classify_sample(pid: int, root_pid: int, funcs: list[str]) -> tuple[str, str]:
+    """(process/thread role, stage of a predict run) of one sampled stack (``funcs``: root frame first)."""
+    has = lambda *names: any(n in f for f in funcs for n in names)  # noqa: E731
+    if pid != root_pid:
+        role = "DataLoader worker processes"
+        stage = ("workers: decode + prepare (read_photo, task.prepare)" if has("read_photo", "__getitem__", "prepare")
+                 else "workers: queues, pickling, start-up")
+    elif has("concurrent/futures/thread.py"):
+        role = "main process: writer thread"
+        stage = ("writer: PNG encode + rename (save_atomic)" if has("save_atomic") else
+                 "writer: task.finish (Lab recombination)" if has("finish") else "writer: idle / other")
+    elif funcs and funcs[0].startswith(("_run_module_as_main", "<module>")):
+        role = "main process: main thread"
+        stage = ("start-up: imports, weights, set-up" if has("_find_and_load", "load_backend", "load_model",
+                                                             "load_state", "collect_inputs") else
+                 "main: model forward (torch)" if has("forward (unetcli/engine/predict.py", "_call_impl") else
+                 "main: DataLoader receive (unpickling)" if has("dataloader.py", "multiprocessing") else
+                 "main: other")
+    else:
+        role, stage = "main process: other threads", "other threads (tqdm, queue feeders)"
+    return role, stage
+
+
+def summarise_py_spy(raw: Path, rows: int = 25) -> tuple[str, dict]:
+    """Summarise py-spy's ``--format raw`` (collapsed stacks) output: samples per process role, stage, function.
+
+    Returns (text with Markdown tables, dict of the same). Every sample is one thread seen on a CPU (py-spy
+    without ``--idle``), so the counts say where CPU time went. The command's own process is the smallest pid;
+    the others are its DataLoader worker processes (py-spy ``--subprocesses`` prefixes their stacks with the
+    parent's ``process`` frame).
+    """
+    samples = []
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        # A child's stacks start "process PARENT:...;process CHILD:...": the last process frame is the sampled one.
+        pids = [int(m.group(1)) for m in (re.match(r"process (\d+):", f) for f in frames) if m]
+        if not stack or not count.isdigit() or not pids:
+            continue
+        funcs = [f for f in frames if not f.startswith(("thread", "process "))]
+        samples.append((pids[-1], funcs, int(count)))
+    root_pid = min((pid for pid, _, _ in samples), default=0)
+    by_role: collections.Counter = collections.Counter()
+    by_stage: collections.Counter = collections.Counter()
+    by_leaf: collections.Counter = collections.Counter()
+    for pid, funcs, n in samples:
+        role, stage = classify_sample(pid, root_pid, funcs)
+        by_role[role] += n
+        by_stage[stage] += n
+        by_leaf[re.sub(r":\d+\)$", ")", funcs[-1]) if funcs else "?"] += n
+    total = sum(by_role.values()) or 1
+
+    def table(title: str, counter: collections.Counter, limit: int) -> list[str]:
+        lines = [f"| {title} | samples | share |", "|---|---|---|"]
+        lines += [f"| {k} | {v} | {100 * v / total:.1f} % |" for k, v in counter.most_common(limit)]
+        return lines
+
+    text = "\n".join(["py-spy (sampling, all threads and DataLoader worker processes, on-CPU samples only)", "",
+                      *table("process / thread", by_role, 10), "",
+                      *table("stage", by_stage, 12), "",
+                      *table("leaf Python function (native code is charged to its caller)", by_leaf, rows)])
+    pct = lambda c: {k: round(100 * v / total, 1) for k, v in c.most_common()}  # noqa: E731
+    return text + "\n", {"samples": total, "by_stage_pct": pct(by_stage), "by_role_pct": pct(by_role),
+                         "top_leaf": [[k, round(100 * v / total, 1)] for k, v in by_leaf.most_common(rows)]}
+
+
+def profile_with_py_spy(photos: Path, out: Path, weights: Path, threads: int, profile_dir: Path) -> dict:
+    """Sample a real ``unetcli predict --model colorize`` run with py-spy; write the raw stacks and a summary."""
+    exe = py_spy()
+    if exe is None:
+        return {"skipped": "py-spy not installed (pip install -c constraints.txt '.[bench]')"}
+    raw = profile_dir / "predict_colorize_pyspy.raw.txt"
+    cmd = [exe, "record", "--subprocesses", "--threads", "--rate", "100", "--format", "raw", "--output", str(raw),
+           "--", *predict_cmd("unet-colorize", photos, out, weights)]
+    r = run_child(cmd, threads)
+    if not raw.is_file():
+        return {"skipped": f"py-spy failed (rc {r['rc']}): {r['stderr_tail'][-300:]}"}
+    text, data = summarise_py_spy(raw)
+    summary = profile_dir / "predict_colorize_pyspy.txt"
+    summary.write_text(f"unetcli predict --model colorize on {len(list(photos.iterdir()))} photos, default options, "
+                       f"OMP_NUM_THREADS={threads}, wall {r['wall']:.1f} s (sampling slows it)\n\n{text}")
+    return {"file": str(summary), "raw": str(raw), "wall": r["wall"], **data}
+
+
+# --------------------------------------------------------------------------------------------------- report
+
+
+def figure(fid: str, name: str, value: float | None, target: float | None, unit: str, how: str) -> dict:
+    """One headline figure: a ratio with its target (met when ``value >= target``; no target: for information)."""
+    return {"id": fid, "figure": name, "value": value, "target": target, "unit": unit,
+            "met": None if value is None or target is None else value >= target, "how": how}
+
+
+def fmt_value(v: float | None, unit: str) -> str:
+    """A ratio as ``3.2x`` or ``47 %``."""
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.0f} %" if unit == "%" else f"{v:.2f}x"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """``a / b`` as ``1.23x``, or ``n/a`` when either is missing."""
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def markdown(results: dict) -> str:
+    """The results as Markdown: headline ratios, then every run's throughput, wall time and peak memory."""
+    m = results["meta"]
+    lines = [f"Run {m['date']} on {m['machine']}; {m['threads']} thread(s) (`OMP_NUM_THREADS`), "
+             f"{m['n_photos']} photos, load average {m['loadavg_start'][0]:.2f} at start / "
+             f"{m['loadavg_end'][0]:.2f} at end{'; QUICK (smoke) run' if m['quick'] else ''}.", "",
+             "| # | figure | measured | target | met | how |", "|---|---|---|---|---|---|"]
+    for f in results["figures"]:
+        met = "-" if f["met"] is None else ("yes" if f["met"] else "**no**")
+        target = "-" if f["target"] is None else ">= " + fmt_value(f["target"], f["unit"])
+        lines.append(f"| {f['id']} | {f['figure']} | {fmt_value(f['value'], f['unit'])} | "
+                     f"{target} | {met} | {f['how']} |")
+    lines += ["", "| run | throughput | wall (s) | peak RSS, one process (MB) | peak PSS, process tree (MB) |",
+              "|---|---|---|---|---|"]
+    for name, r in results["runs"].items():
+        lines.append(f"| {name} | {r.get('throughput', '')} | {r['wall']:.1f} | {r['maxrss_mb']:.0f} | "
+                     f"{r['tree_pss_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _keep(r: dict, throughput: str, **extra) -> dict:
+    """What a run keeps in the results file."""
+    return {"throughput": throughput, "wall": round(r["wall"], 2), "maxrss_mb": round(r["maxrss_mb"], 1),
+            "tree_pss_mb": round(r["tree_pss_mb"], 1), "cmd": " ".join(map(str, r["cmd"][1:]))[:300],
+            **({"result": r["result"]} if r.get("result") else {}), **extra}
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    """Parse options, run every measurement, print the Markdown table, write the JSON and Markdown files."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=HERE / "results.json", help="results JSON (a .md is written beside)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 16 photos, fewer steps/iterations, no ONNX")
+    ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="folder of real photos (searched recursively)")
+    ap.add_argument("--n-photos", type=int, help="photos to sample (default 64, quick 16)")
+    ap.add_argument("--colorize-weights", type=Path, help="unet-colorize weights (default: random, written to a "
+                                                          "temporary folder)")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
+                    help="intra-op threads for every run (default: $OMP_NUM_THREADS, else the core count)")
+    ap.add_argument("--matmul-size", type=int, help="side of the square matmul (default 4096, quick 2048)")
+    ap.add_argument("--train-steps", type=int, help="timed training steps per precision (default 5, quick 2)")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime figure (skipped in --quick)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile model-only variant (skipped "
+                                                              "in --quick; compiling takes ~1 min)")
+    ap.add_argument("--no-profile", action="store_true", help="skip the profile step")
+    ap.add_argument("--profile-dir", type=Path, help="where profiles go (default: profile/ beside --out)")
+    args = ap.parse_args()
+    quick = args.quick
+    n_photos = args.n_photos or (16 if quick else 64)
+    threads = args.threads
+    matmul_size = args.matmul_size or (2048 if quick else 4096)
+    train_steps = args.train_steps or (2 if quick else 5)
+    model_iters, model_warmup = (3, 1) if quick else (10, 2)
+    profile_dir = args.profile_dir or args.out.parent / "profile"
+    do_onnx = not (quick or args.no_onnx)
+    do_compile = not (quick or args.no_compile)
+
+    started = time.time()
+    env = environment()
+    meta = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": env["machine"],
+            "platform": env["platform"], "fast_bf16": env["fast_bf16"], "threads": threads, "quick": quick,
+            "n_photos": n_photos,
+            "photos": str(args.photos), "loadavg_start": os.getloadavg(), "batch": PREDICT_BATCH}
+    runs: dict[str, dict] = {}
+    figures: list[dict] = []
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - started:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="unetcli-bench-") as tmp:
+        tmp = Path(tmp)
+        photos = tmp / "photos"
+        meta["photo_sizes"] = stage_photos(select_photos(args.photos, n_photos), photos)
+        weights = args.colorize_weights or random_colorize_weights(tmp)
+        meta["colorize_weights"] = str(args.colorize_weights) if args.colorize_weights else "random (seed 0)"
+
+        # -- 2. matmul peak (before and after the model runs; the higher counts) and model-only throughput
+        log(f"matmul peak, {matmul_size}x{matmul_size}")
+        mm = [part("matmul", threads, size=matmul_size)]
+        runs["matmul peak (start)"] = _keep(mm[0], f"bf16 {mm[0]['result']['bf16']['gflops_best']:.0f} / fp32 "
+                                                   f"{mm[0]['result']['fp32']['gflops_best']:.0f} GFLOP/s")
+        model = {}
+        for variant in ("bf16-cl", "fp32-cl", "fp32-nchw") + (("bf16-cl-compile",) if do_compile else ()):
+            log(f"model-only unet-colorize {variant}")
+            r = part("model", threads, variant=variant, weights=str(weights), photos=str(photos),
+                     batch=PREDICT_BATCH, warmup=model_warmup, iters=model_iters)
+            model[variant] = r["result"]
+            runs[f"unet-colorize forward, {variant}, batch {PREDICT_BATCH}"] = _keep(
+                r, f"{r['result']['img_s_best']:.1f} img/s, {r['result']['gflops_best']:.0f} GFLOP/s")
+        if do_onnx:
+            try:
+                log("onnx export + onnxruntime")
+                onnx = tmp / "unet-colorize.onnx"
+                ex = run_child([sys.executable, "-m", "unetcli", "export", "unet-colorize", "--weights", str(weights),
+                                "-o", str(onnx)], threads)
+                if ex["rc"] != 0:
+                    raise RuntimeError(ex["stderr_tail"])
+                r = part("onnx", threads, onnx=str(onnx), photos=str(photos), batch=PREDICT_BATCH,
+                         warmup=model_warmup, iters=model_iters)
+                model["onnxruntime-fp32"] = r["result"]
+                runs[f"unet-colorize forward, onnxruntime fp32, batch {PREDICT_BATCH}"] = _keep(
+                    r, f"{r['result']['img_s_best']:.1f} img/s, {r['result']['gflops_best']:.0f} GFLOP/s")
+            except Exception as exc:  # noqa: BLE001 - optional figure
+                log(f"onnx skipped: {exc}")
+        mm.append(part("matmul", threads, size=matmul_size))
+        runs["matmul peak (end)"] = _keep(mm[1], f"bf16 {mm[1]['result']['bf16']['gflops_best']:.0f} / fp32 "
+                                                 f"{mm[1]['result']['fp32']['gflops_best']:.0f} GFLOP/s")
+        peak = {p: max(m["result"][p]["gflops_best"] for m in mm) for p in ("bf16", "fp32")}
+
+        # -- 4. training bf16 vs fp32
+        train = {}
+        for precision in ("bf16", "fp32"):
+            log(f"training unet-colorize {precision}, batch 16, {train_steps} steps")
+            r = part("train", threads, precision=precision, weights=str(weights), photos=str(photos), batch=16,
+                     size=128, warmup=1, steps=train_steps)
+            train[precision] = r["result"]
+            runs[f"unet-colorize training, {precision}, batch 16"] = _keep(r, f"{r['result']['img_s']:.2f} img/s")
+
+        # -- 1 and 3. end-to-end colorize vs the naive loop and vs model-only; 5. gray models vs Pillow.
+        # Each command runs on the whole folder and on its first photo alone: the difference of the two wall times
+        # is the marginal cost of the other n - 1 photos, start-up (imports, weights) and the first batch excluded.
+        one = tmp / "photos-1"
+        one.mkdir()
+        first = sorted(photos.iterdir())[0]
+        shutil.copy2(first, one / first.name)
+
+        def end_to_end(label: str, slug: str, run) -> dict:
+            single = run(one, tmp / f"out-{slug}-1", 1)
+            full = run(photos, tmp / f"out-{slug}", n_photos)
+            delta = full["wall"] - single["wall"]
+            full["marginal_img_s"] = (n_photos - 1) / delta if n_photos > 1 and delta > 0 else None
+            rate = f"{n_photos / full['wall']:.2f} img/s; marginal {full['marginal_img_s'] or 0:.2f}"
+            runs[label] = _keep(full, rate,
+                                marginal_img_s=full["marginal_img_s"], one_photo_wall=round(single["wall"], 2),
+                                line_steady_img_s=steady_rate(full["line_times"], PREDICT_BATCH))
+            return full
+
+        log("unetcli predict --model colorize")
+        e2e = end_to_end("unetcli predict --model colorize", "colorize",
+                         lambda folder, out, n: run_predict("unet-colorize", folder, out, threads, n, weights))
+        log("naive notebook-style colorize loop")
+        naive = end_to_end("naive loop, colorize (fp32 NCHW, one photo at a time)", "naive",
+                           lambda folder, out, n: part("naive-colorize", threads, weights=str(weights),
+                                                       photos=str(folder), out=str(out)))
+        gray = {}
+        for model_name in ("simple-black", "unet-decolorize"):
+            if not env["shipped"].get(model_name):
+                log(f"{model_name}: no shipped weights, skipped")
+                continue
+            log(f"unetcli predict --model {model_name}")
+            gray[model_name] = end_to_end(
+                f"unetcli predict --model {model_name}", model_name,
+                lambda folder, out, n, m=model_name: run_predict(m, folder, out, threads, n))
+        log("Pillow open + convert('L') + save")
+        pil = end_to_end("Pillow open + convert('L') + PNG save", "pillow",
+                         lambda folder, out, n: part("pillow-gray", threads, photos=str(folder), out=str(out)))
+
+        # -- profiles
+        profiles = {}
+        if not args.no_profile:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            log("profile: model forward (torch.profiler)")
+            r = part("profile-forward", threads, weights=str(weights), photos=str(photos), batch=PREDICT_BATCH,
+                     iters=2 if quick else 5, file=str(profile_dir / "forward_colorize_bf16.txt"))
+            profiles["forward"] = r["result"]
+            log("profile: in-process predict (torch.profiler)")
+            r = part("profile-predict", threads, weights=str(weights), photos=str(photos),
+                     out=str(tmp / "out-profile"), file=str(profile_dir / "predict_colorize_torch.txt"))
+            profiles["predict_torch"] = r["result"]
+            log("profile: unetcli predict under py-spy")
+            profiles["predict_py_spy"] = profile_with_py_spy(photos, tmp / "out-pyspy", weights, threads, profile_dir)
+
+    # -- figures
+    bf16 = model["bf16-cl"]
+    figures.append(figure("1", "colorize: `unetcli predict` vs naive notebook loop (whole-command wall time)",
+                          naive["wall"] / e2e["wall"], 5.0, "x",
+                          f"{n_photos} photos: {e2e['wall']:.1f} vs {naive['wall']:.1f} s; marginal (start-up "
+                          f"excluded) {ratio(e2e['marginal_img_s'], naive['marginal_img_s'])}"))
+    figures.append(figure("2", "colorize forward bf16+channels_last, share of bf16 matmul peak",
+                          bf16["gflops_best"] / peak["bf16"], 0.5, "%",
+                          f"{bf16['gflops_best']:.0f} of {peak['bf16']:.0f} GFLOP/s; "
+                          f"{2 * bf16['macs_per_image'] / 1e9:.2f} GFLOP/img (2 x torchinfo MACs), batch "
+                          f"{PREDICT_BATCH} at 128x128"))
+    if "bf16-cl-compile" in model:
+        c = model["bf16-cl-compile"]
+        figures.append(figure("2", "colorize forward bf16+channels_last under torch.compile (`predict --compile`), "
+                                   "share of bf16 matmul peak", c["gflops_best"] / peak["bf16"], None, "%",
+                              f"{c['gflops_best']:.0f} GFLOP/s, {c['img_s_best'] / bf16['img_s_best']:.2f}x eager; "
+                              f"compiling took {c['compile_seconds']:.0f} s"))
+    for variant in ("fp32-cl", "fp32-nchw", "onnxruntime-fp32"):
+        if variant in model:
+            figures.append(figure("2", f"colorize forward {variant}, share of fp32 matmul peak",
+                                  model[variant]["gflops_best"] / peak["fp32"], None, "%",
+                                  f"{model[variant]['gflops_best']:.0f} of {peak['fp32']:.0f} GFLOP/s; "
+                                  f"bf16 is {bf16['img_s_best'] / model[variant]['img_s_best']:.1f}x faster"))
+    figures.append(figure("3", "colorize end-to-end (marginal, start-up excluded) vs model-only bf16 images/s",
+                          (e2e["marginal_img_s"] / bf16["img_s_best"]) if e2e["marginal_img_s"] else None, 0.85, "%",
+                          f"{e2e['marginal_img_s'] or 0:.2f} vs {bf16['img_s_best']:.1f} img/s; whole command "
+                          f"{n_photos / e2e['wall']:.2f} img/s"))
+    figures.append(figure("4", "training images/s, bf16 vs fp32 (unet-colorize, batch 16, 128x128)",
+                          train["bf16"]["img_s"] / train["fp32"]["img_s"], 3.0, "x",
+                          f"{train['bf16']['img_s']:.2f} vs {train['fp32']['img_s']:.2f} img/s, "
+                          f"{train_steps} steps after 1 warm-up"))
+    for model_name, r in gray.items():
+        figures.append(figure("5", f"{model_name}: `unetcli predict` vs Pillow open+convert('L')+save "
+                                   "(whole-command wall time)", pil["wall"] / r["wall"], 0.5, "x",
+                              f"{r['wall']:.1f} s vs {pil['wall']:.1f} s for {n_photos} photos; marginal (start-up "
+                              f"excluded) {ratio(r['marginal_img_s'], pil['marginal_img_s'])}"))
+    meta["loadavg_end"] = os.getloadavg()
+    meta["seconds"] = round(time.time() - started, 1)
+    results = {"meta": meta, "figures": figures, "runs": runs, "model_only": model, "matmul": [m["result"] for m in mm],
+               "training": train, "profiles": profiles}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    md = markdown(results)
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
+    log(f"wrote {args.out} and {args.out.with_suffix('.md')}"
+        + ("" if args.no_profile else f"; profiles in {profile_dir}"))
+
+
+if __name__ == "__main__":
+    main()
