@@ -434,6 +434,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
             + f", {row['images_per_s']:.1f} img/s, {seconds:.0f}s" + (" (best)" if is_best else ""))
 
     if not ctx.is_main:
+        # Wait for rank 0 to write the final weights, then leave the group together: a gloo rank that tears
+        # down its group while its peer is still working can abort ("terminate called without an active
+        # exception", seen once in CI).
+        barrier(ctx)
         shutdown(ctx)
         return {}
     # Final weights: the best epoch's, under the model's own name, with the completed card.
@@ -446,5 +450,6 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
     model.load_state_dict(best_state)
     card = save_weights(model, final, card)
     log(f"wrote {final} (best epoch {card['metrics']['best_epoch']})")
+    barrier(ctx)
     shutdown(ctx)
     return card
