@@ -1,8 +1,9 @@
 """unet-seg (issue 4): DATA/images + DATA/masks training, IoU/Dice, mask / overlay / cut-out outputs, data errors.
 
-Real images: person composites held out of the shipped model's training (tests/data/person-composites, built by
-examples/recipes/make_person_composites.py from ../shared/data; licences in LICENSES.tsv) and scikit-image's
-astronaut photo.
+Real images: person composites of held-out people and backgrounds (tests/data/person-composites: the first 8
+validation composites of examples/recipes/make_person_composites.py as it was before the cut-out hue/shape jitter
+was added; real cut-outs on real photos from ../shared/data, sources and licences in LICENSES.tsv) and
+scikit-image's astronaut photo.
 """
 
 from __future__ import annotations

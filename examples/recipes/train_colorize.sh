@@ -7,16 +7,24 @@
 # new total (epochs 1-27 over 60, 28-44 over 44, 45-46 over 100, 47-80 over 80); every resume continues from the
 # last finished epoch, so the stops below reproduce it. The first stop was a kill after epoch 27 (a resumed run
 # sees the same crops as an uninterrupted one; `unetcli train --resume` continues from RUN/last.pt).
+# A stale metrics.csv from an earlier run in the same folder would confuse the polling: start with an empty $run.
 #
 # The shipped weights are RUN/best.safetensors as it stood after epoch 57 (then the best validation PSNR): of the
 # checkpoints the run kept, the one with the highest validation colourfulness. The run's final weights (best PSNR,
 # epoch 76) render the package photos at 28.8 % of their colourfulness, under the bar of a third; epoch 57's: 33.4 %.
 set -euo pipefail
 run=runs/unet-colorize
-timeout --signal=KILL 1680 unetcli train --model unet-colorize --data ../shared/data/photos --epochs 60 \
-  --lr-schedule cosine --out $run || true   # about 27 epochs; check $run/metrics.csv and resume from there
+# stop_after E CMD...: run CMD, kill it once epoch E's checkpoint (last.pt, written after metrics.csv) is on disk.
+stop_after() {
+  local epoch=$1; shift
+  "$@" & local pid=$!
+  until grep -q "^$epoch," $run/metrics.csv 2>/dev/null && [ $run/last.pt -nt $run/metrics.csv ]; do sleep 2; done
+  kill -9 $pid; wait $pid || true
+}
+stop_after 27 unetcli train --model unet-colorize --data ../shared/data/photos --epochs 60 --lr-schedule cosine \
+  --out $run
 unetcli train --resume $run --epochs 44
-timeout --signal=KILL 180 unetcli train --resume $run --epochs 100 || true   # 2 epochs (45, 46)
+stop_after 46 unetcli train --resume $run --epochs 100
 # Epochs 47-80 over 80; keep best.* as it stands after epoch 57 (the shipped weights).
 unetcli train --resume $run --epochs 80 &
 trainer=$!
