@@ -141,7 +141,7 @@ def part_model(a: dict) -> dict:
         # element-wise ops around the convs. Compiled on the first call.
         from unetcli.engine.predict import compile_for_inference
 
-        model = compile_for_inference(model, a["weights"])
+        model = compile_for_inference(model)
         t0 = time.perf_counter()
         with torch.inference_mode(), autocast(device, dtype):
             model(x)

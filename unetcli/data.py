@@ -108,20 +108,14 @@ def read_mask(path: Path, num_classes: int) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path], list[np.ndarray], list[np.ndarray]]:
-    """Decode ``folder/images/*`` and their masks ``folder/masks/<same stem>.*`` into memory.
-
-    The layout users of U-Net tools have (milesial/Pytorch-UNet's ``data/imgs`` + ``data/masks``, the Kaggle
-    Carvana set): one mask per image, matched by file stem, masks as described in :func:`read_mask`.
+def find_mask_pairs(folder: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Match ``folder/images/*`` with their masks ``folder/masks/<same stem>.*`` (nothing is decoded).
 
     Returns:
-        (image paths, (H, W, 3) uint8 sRGB images, (H, W) uint8 class-index masks: 0/1 for one class).
+        ((image, mask) path pairs, sorted by image; problems: one line per image with no mask or several).
 
     Raises:
-        UsageError: no images/ or masks/ folder, or any pair that cannot be used (missing or duplicate mask, an
-            unreadable image or mask, sizes that differ, an index out of range). Every problem is listed
-            (up to 20) with its file, so one run of the command shows all there is to fix; training does not
-            start on partial data.
+        UsageError: no images/ or masks/ folder.
     """
     img_dir, mask_dir = folder / "images", folder / "masks"
     for d in (img_dir, mask_dir):
@@ -132,34 +126,62 @@ def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path],
     for m in sorted(mask_dir.iterdir()):
         if m.is_file() and is_image_name(m):
             masks.setdefault(m.stem, []).append(m)
-    paths, images, labels, problems = [], [], [], []
+    pairs, problems = [], []
     for path, _ in collect_inputs(str(img_dir)):
         found = masks.get(path.stem, [])
-        if len(found) != 1:
+        if len(found) == 1:
+            pairs.append((path, found[0]))
+        else:
             problems.append(f"{path}: " + (f"no mask {mask_dir}/{path.stem}.png" if not found else
                                            "several masks: " + ", ".join(map(str, found))))
-            continue
+    return pairs, problems
+
+
+def raise_data_problems(folder: Path, problems: list[str]) -> None:
+    """One UsageError listing (up to 20 of) the unusable image/mask pairs of ``folder``; nothing if none."""
+    if problems:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise UsageError(f"--data {folder}: {len(problems)} image/mask pair(s) cannot be used:\n  "
+                         + "\n  ".join(problems[:20]) + more)
+
+
+def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path], list[np.ndarray], list[np.ndarray]]:
+    """Decode ``folder/images/*`` and their masks ``folder/masks/<same stem>.*`` into memory.
+
+    The layout users of U-Net tools have (milesial/Pytorch-UNet's ``data/imgs`` + ``data/masks``, the Kaggle
+    Carvana set): one mask per image, matched by file stem (:func:`find_mask_pairs`), masks as described in
+    :func:`read_mask`.
+
+    Returns:
+        (image paths, (H, W, 3) uint8 sRGB images, (H, W) uint8 class-index masks: 0/1 for one class).
+
+    Raises:
+        UsageError: no images/ or masks/ folder, or any pair that cannot be used (missing or duplicate mask, an
+            unreadable image or mask, sizes that differ, an index out of range). Every problem is listed
+            (up to 20) with its file, so one run of the command shows all there is to fix; training does not
+            start on partial data.
+    """
+    pairs, problems = find_mask_pairs(folder)
+    paths, images, labels = [], [], []
+    for path, mask_path in pairs:
         try:
             rgb = to_uint8(read_photo(path).rgb)
         except InputError as exc:
             problems.append(f"{path}: {exc}")
             continue
         try:
-            mask = read_mask(found[0], num_classes)
+            mask = read_mask(mask_path, num_classes)
         except InputError as exc:
-            problems.append(f"{found[0]}: {exc}")
+            problems.append(f"{mask_path}: {exc}")
             continue
         if mask.shape != rgb.shape[:2]:
-            problems.append(f"{found[0]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {path.name} is "
+            problems.append(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {path.name} is "
                             f"{rgb.shape[1]}x{rgb.shape[0]}")
             continue
         paths.append(path)
         images.append(rgb)
         labels.append(mask)
-    if problems:
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise UsageError(f"--data {folder}: {len(problems)} image/mask pair(s) cannot be used:\n  "
-                         + "\n  ".join(problems[:20]) + more)
+    raise_data_problems(folder, problems)
     return paths, images, labels
 
 

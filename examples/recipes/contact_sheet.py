@@ -46,18 +46,19 @@ def main() -> int:
         cmd = [sys.executable, "-m", "unetcli", "predict", "--model", spec.name, str(src), str(out), "--quiet"]
         if args.weights:
             cmd += ["--weights", args.weights]
+        if spec.task == "segment":  # one run: the cut-out's alpha is the mask
+            cmd += ["--output-type", "cutout"]
         subprocess.run(cmd, check=True)
-        if spec.task == "segment":
-            subprocess.run(cmd[:-2] + [str(out / "cutout"), "--output-type", "cutout", "--quiet"], check=True)
         rows = []
         for i, original in enumerate(originals):
             first = Image.open(src / f"{i:03d}.png").convert("RGB")
-            result = Image.open(out / f"{i:03d}.png").convert("RGB")
+            written = Image.open(out / f"{i:03d}.png")
+            result = (written.getchannel("A") if spec.task == "segment" else written).convert("RGB")
             if spec.task == "colorize":
                 cells, labels = [first, result, original], ["input (gray)", "unetcli colorize", "original"]
             elif spec.task == "segment":
-                cut = Image.open(out / "cutout" / f"{i:03d}.png")
-                board = np.indices((cut.height, cut.width)).sum(axis=0) // 12 % 2
+                cut = written
+                board = (np.indices((cut.height, cut.width)) // 12).sum(axis=0) % 2  # 12-px squares
                 back = Image.fromarray(np.where(board, 205, 245).astype(np.uint8), "L").convert("RGBA")
                 cells = [original, result, Image.alpha_composite(back, cut).convert("RGB")]
                 labels = ["photo", "unetcli seg mask", "cut-out (alpha = mask)"]

@@ -110,36 +110,24 @@ def _ship(weights: Path, ship: bool) -> None:
 
 def _evaluate_segmentation(weights: Path, card: dict, val_data: Path, precisions: list[str]) -> None:
     """unet-seg: IoU / Dice at full resolution on the held-out composites (--val-data of the run: people and
-    background packages never seen in training), per precision, and the bf16-vs-fp32 mask agreement."""
+    background packages never seen in training), per precision."""
     evaluation = {"resolution": "full (each composite at its own size; probabilities upsampled, then 0.5)",
                   "held_out_data": str(val_data),
                   "units": "IoU and Dice of the person mask per image, mean/min over images; an image with no "
                            "person predicted empty scores 1"}
-    per_precision = {}
     for precision in precisions:
         rows = evaluate_masks("unet-seg", val_data, weights=str(weights), precision=precision, workers=2)
-        per_precision[precision] = rows
         with_people = [r for r in rows if r["true_pixels"]]
         entry = {k: _summary(rows, k) for k in ("iou", "dice")}
         entry["iou_images_with_people"] = _summary(with_people, "iou")
-        entry["iou_pooled"] = round(_pooled_iou(rows), 4)
+        union = sum(r["union_pixels"] for r in rows)  # IoU over all pixels of all images
+        entry["iou_pooled"] = round(sum(r["intersection_pixels"] for r in rows) / union if union else 1.0, 4)
         entry["worst"] = sorted(({"image": Path(r["image"]).name, "iou": round(r["iou"], 3)} for r in rows),
                                 key=lambda r: r["iou"])[:5]
         evaluation[f"held_out_{precision}"] = entry
         print(weights, precision, {k: entry[k] for k in ("iou", "dice", "iou_images_with_people")}, flush=True)
     card.setdefault("metrics", {})["evaluation"] = evaluation
     write_json_atomic(weights.with_suffix(".json"), card)
-
-
-def _pooled_iou(rows: list[dict]) -> float:
-    """IoU over all pixels of all images (sum of intersections / sum of unions), from per-image IoU and counts."""
-    inter = union = 0.0
-    for r in rows:
-        a, b = r["true_pixels"], r["predicted_pixels"]
-        i = r["iou"] * (a + b) / (1 + r["iou"]) if a + b else 0.0  # |P&T| = IoU * (|P| + |T|) / (1 + IoU)
-        inter += i
-        union += a + b - i
-    return inter / union if union else 1.0
 
 
 if __name__ == "__main__":

@@ -84,17 +84,20 @@ def evaluate_masks(model: str, data: Path, weights: str | None = None, precision
     against ``data/masks`` (the layout of :func:`unetcli.data.load_segmentation_pairs`); one dict per image.
 
     Returns:
-        ``{"image", "size", "iou", "dice", "true_pixels", "predicted_pixels"}``: IoU and Dice of the foreground
-        in [0, 1] (:func:`unetcli.metrics.iou_dice`), pixel counts of the true and predicted foreground.
+        ``{"image", "size", "iou", "dice", "true_pixels", "predicted_pixels", "intersection_pixels",
+        "union_pixels"}``: IoU and Dice of the foreground in [0, 1] (:func:`unetcli.metrics.iou_dice`) and the
+        pixel counts behind them (sums of the counts give IoU pooled over all pixels).
 
     Raises:
-        UsageError / WeightsError: as :func:`unetcli.engine.predict.predict` and
-            :func:`~unetcli.data.load_segmentation_pairs`; ``RuntimeError`` if an image fails.
+        UsageError / WeightsError: as :func:`unetcli.engine.predict.predict`, and for an image without exactly
+            one mask; :class:`~unetcli.errors.InputError` for an unreadable mask; ``RuntimeError`` if an image
+            fails.
     """
-    from unetcli.data import load_segmentation_pairs
+    from unetcli.data import find_mask_pairs, raise_data_problems, read_mask
     from unetcli.metrics import iou_dice
 
-    paths, _, masks = load_segmentation_pairs(Path(data), 1)
+    pairs, problems = find_mask_pairs(Path(data))
+    raise_data_problems(Path(data), problems)
     with tempfile.TemporaryDirectory(prefix="unetcli-eval-") as tmp:
         out = Path(tmp) / "out"
         failures = []
@@ -106,9 +109,10 @@ def evaluate_masks(model: str, data: Path, weights: str | None = None, precision
             raise RuntimeError(f"evaluation images failed: {[(f.input, f.error) for f in failures]}")
         written = {p.stem: np.asarray(Image.open(p)) > 127 for p in out.iterdir()}
     results = []
-    for path, true in zip(paths, masks):
-        pred = written[path.stem]
-        iou, dice = iou_dice(torch.from_numpy(pred)[None], torch.from_numpy(true > 0)[None])
+    for path, mask_path in pairs:
+        pred, true = written[path.stem], read_mask(mask_path, 1) > 0
+        iou, dice = iou_dice(torch.from_numpy(pred)[None], torch.from_numpy(true)[None])
         results.append({"image": str(path), "size": [true.shape[1], true.shape[0]], "iou": iou.item(),
-                        "dice": dice.item(), "true_pixels": int(true.sum()), "predicted_pixels": int(pred.sum())})
+                        "dice": dice.item(), "true_pixels": int(true.sum()), "predicted_pixels": int(pred.sum()),
+                        "intersection_pixels": int((pred & true).sum()), "union_pixels": int((pred | true).sum())})
     return results

@@ -140,23 +140,16 @@ def take_shard(plan: list, shard: tuple[int, int] | None) -> list:
     return plan[k - 1::n]
 
 
-_COMPILE_EXPORTED = "--compile: only for PyTorch weights (.safetensors / .pt), not exported models"
-
-
-def compile_for_inference(model: torch.nn.Module, weights: str | None) -> torch.nn.Module:
+def compile_for_inference(model: torch.nn.Module) -> torch.nn.Module:
     """``torch.compile`` (Inductor) with the weights frozen as constants, for ``predict --compile``.
 
     Inductor then fuses the element-wise work around the convolutions (ReLU, padding, casts) that eager mode runs
     as separate passes: the unet-colorize bf16 forward went from 43 % to 64 % of the bf16 matmul peak
     (benchmarks/README.md). Compiling costs about 15 s per new input shape (working-size models and tiles keep
     one shape; a folder of differently sized photos for a full-resolution model recompiles, and after
-    ``torch._dynamo.config.cache_size_limit`` shapes it falls back to eager).
-
-    Raises:
-        UsageError: an exported model (``.onnx`` / ``.torchscript``), which is not a PyTorch module.
+    ``torch._dynamo.config.cache_size_limit`` shapes it falls back to eager). ``model`` is a PyTorch module;
+    ``predict`` refuses ``--compile`` for exported models before loading anything.
     """
-    if is_exported(weights):
-        raise UsageError(_COMPILE_EXPORTED)
     import torch._inductor.config as inductor_config  # the documented switch for frozen-weight inference
 
     inductor_config.freezing = True
@@ -207,7 +200,7 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
         raise UsageError(f"--tile {opts.tile}: must be 0 (no tiling) or a multiple of 16 of at least "
                          f"{max(16, 2 * overlap)} for {spec.name} (its tiles overlap by {overlap} px)")
     if opts.compile and is_exported(opts.weights):
-        raise UsageError(_COMPILE_EXPORTED)
+        raise UsageError("--compile: only for PyTorch weights (.safetensors / .pt), not exported models")
     device = select_device(opts.device)
     dtype = resolve_precision(opts.precision, device, auto_ok=spec.bf16_faithful and not is_exported(opts.weights))
     size = opts.size or trained_input_size(spec, opts.weights)
@@ -228,7 +221,7 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
     check_writable(Path(opts.output))
     model = load_backend(spec, opts.weights, device, dtype)  # PyTorch weights, or an .onnx / TorchScript export
     if opts.compile:
-        model = compile_for_inference(model, opts.weights)
+        model = compile_for_inference(model)
 
     summary = PredictSummary(device=str(device), precision=precision_name(dtype))
     report = on_result or (lambda r: None)

@@ -201,8 +201,6 @@ def _card(spec: ModelSpec, opts: TrainOptions, params: int, extra: dict) -> dict
                      "epochs": opts.epochs,
                      "batch_size": opts.batch_size, "lr": opts.lr, "lr_schedule": opts.lr_schedule,
                      "init_weights": str(opts.init_weights) if opts.init_weights else None,
-                     "init_weights_training": (read_card(Path(opts.init_weights)).get("training")
-                                               if opts.init_weights else None),
                      "crops_per_photo": opts.crops_per_photo, "freeze_bn_after": opts.freeze_bn_after,
                      "optimizer": "Adam",
                      "loss": spec.loss, "seed": opts.seed, "val_split": opts.val_split, **extra.pop("training", {})},
@@ -336,6 +334,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
         say(f"initialised from {info.path} (sha256 {info.sha256[:12]})")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # The training record of the starting weights goes into every card; read it once.
+    init_training = read_card(Path(opts.init_weights)).get("training") if opts.init_weights else None
     history: list[dict] = []
     best = {"epoch": -1, "value": -math.inf}
     start_epoch, images_seen, wall = 0, 0, 0.0
@@ -415,7 +415,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
         if ctx.is_main:
             if best["epoch"] == epoch + 1:
                 save_weights(model, run / "best.safetensors", _card(spec, opts, n_params, {
-                    "training": {"epochs_done": epoch + 1, "images_seen": images_seen,
+                    "training": {"init_weights_training": init_training,
+                                 "epochs_done": epoch + 1, "images_seen": images_seen,
                                  "wall_time_s": round(wall, 1), "precision": precision_name(dtype),
                                  "device": str(device), "world_size": ctx.world_size,
                                  "effective_batch_size": batch_size * ctx.world_size,
