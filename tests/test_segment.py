@@ -108,6 +108,38 @@ def test_missing_mask_size_mismatch_and_bad_index_are_all_listed(tmp_path):
     assert r.returncode == 2 and "mask is mode RGB" in r.stderr
 
 
+def test_masks_follow_exif_rotated_images_in_either_orientation(tmp_path):
+    """A sideways-stored JPEG (EXIF orientation 6) is read upright; its mask may be drawn on the upright photo or
+    follow the stored pixels (tools that ignore EXIF): both give the upright mask."""
+    from unetcli.data import load_segmentation_pairs
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    with Image.open(COMPOSITES / "images" / "00000.jpg") as im:
+        upright = im.convert("RGB")
+    mask = Image.open(COMPOSITES / "masks" / "00000.png")
+    assert upright.width != upright.height
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    for stem in ("shown", "stored"):
+        upright.transpose(Image.Transpose.ROTATE_90).save(data / "images" / f"{stem}.jpg", exif=exif, quality=95)
+    mask.save(data / "masks" / "shown.png")
+    mask.transpose(Image.Transpose.ROTATE_90).save(data / "masks" / "stored.png")
+    paths, images, masks = load_segmentation_pairs(data, 1)
+    want = (np.asarray(mask) > 127).astype(np.uint8)
+    assert [p.name for p in paths] == ["shown.jpg", "stored.jpg"]
+    for image, got in zip(images, masks):
+        assert image.shape[:2] == want.shape
+        np.testing.assert_array_equal(got, want)
+
+    mask.resize((40, 50)).save(data / "masks" / "stored.png")
+    r = _train(data, tmp_path / "run", "--epochs", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (f"stored.png: mask is 40x50 but its image stored.jpg is {upright.width}x{upright.height} "
+            "(as shown, after its EXIF orientation)") in r.stderr
+
+
 def test_data_without_masks_folder_is_a_usage_error(tmp_path):
     r = _train(DATA / "photos", tmp_path / "run", "--epochs", "1")
     assert r.returncode == 2 and "no images/ folder" in r.stderr and "Traceback" not in r.stderr

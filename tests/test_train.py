@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from conftest import DATA, run_cli
@@ -60,6 +66,47 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
     b = load_file(str(tmp_path / "split" / "unet-decolorize.safetensors"))
     assert a.keys() == b.keys()
     assert all((a[k].float() - b[k].float()).abs().max() == 0 for k in a)
+
+
+def test_ctrl_c_within_an_epoch_saves_a_checkpoint_that_resumes_to_the_same_weights(tmp_path):
+    """Ctrl-C from a terminal reaches the whole process group (DataLoader workers too): the run finishes the batch
+    in flight, writes last.pt within the epoch and exits 130; --resume continues at the next batch and ends with
+    the weights of an uninterrupted run. SIGTERM (kill, timeout, batch schedulers) does the same."""
+    model, extra = "decolorize", ("--epochs", "2", "--crops-per-photo", "10")  # 3 photos x 10 / 2: 15 batches
+    assert _train(tmp_path / "straight", *extra, model=model).returncode == 0
+
+    def interrupted_run(run: Path, sig: int, group: bool) -> tuple[subprocess.CompletedProcess, dict]:
+        # --save-every 0.0001 min: a checkpoint after every batch, so the signal is sent once training is under way
+        args = ["train", "--model", model, "--data", PHOTOS, "--out", run, "--batch-size", "2", "--size", "64",
+                "--val-split", "0.25", "--precision", "fp32", "--workers", "1", "--save-every", "0.0001", *extra]
+        proc = subprocess.Popen([sys.executable, "-m", "unetcli", *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+        deadline = time.monotonic() + 300
+        while not (run / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (os.killpg if group else os.kill)(proc.pid, sig)
+        out, err = proc.communicate(timeout=300)
+        return subprocess.CompletedProcess(args, proc.returncode, out, err), torch.load(
+            run / "last.pt", map_location="cpu", weights_only=True)
+
+    r, ckpt = interrupted_run(tmp_path / "split", signal.SIGINT, group=True)
+    assert r.returncode == 130, r.stderr
+    assert "interrupted: SIGINT at epoch 1, batch" in r.stderr and "Traceback" not in r.stderr
+    assert ckpt["epoch"] == -1 and 1 <= ckpt["partial"]["step"] < 15, ckpt["partial"]
+    assert not (tmp_path / "split" / "metrics.csv").exists()  # no epoch finished
+    r = run_cli("train", "--resume", tmp_path / "split", "--epochs", "2", "--workers", "0", "--precision", "fp32")
+    assert r.returncode == 0, r.stderr
+    assert f"resumed {tmp_path / 'split'} at epoch 1, batch {ckpt['partial']['step'] + 1}" in r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "split" / "metrics.csv")))
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+    a = load_file(str(tmp_path / "straight" / "unet-decolorize.safetensors"))
+    b = load_file(str(tmp_path / "split" / "unet-decolorize.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    r, ckpt = interrupted_run(tmp_path / "term", signal.SIGTERM, group=False)
+    assert r.returncode == 130 and "interrupted: SIGTERM at epoch 1, batch" in r.stderr, r.stderr
+    assert ckpt["partial"]["step"] >= 1
 
 
 def test_resume_refuses_changed_hyper_parameters_and_finished_runs(tmp_path):

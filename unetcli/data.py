@@ -108,6 +108,36 @@ def read_mask(path: Path, num_classes: int) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+#: EXIF orientation (tag 0x0112) -> the Pillow transpose that turns stored pixels upright, for the four orientations
+#: that swap width and height (the table ``ImageOps.exif_transpose`` uses). Pillow applies it only to an image
+#: that carries the tag itself; a mask file carries none, so its image's orientation is applied here.
+_SWAPPING_ORIENTATIONS = {5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                          7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def align_mask(mask: np.ndarray, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Match a (h, w) uint8 mask to its image as the image is shown, (H, W) = ``shape`` (EXIF orientation applied).
+
+    Images are read with their EXIF orientation applied (:func:`unetcli.imageio.read_photo`). A mask drawn on the
+    upright photo has the shown size and is used as it is; a mask that follows the image's stored pixels (what a
+    tool that ignores EXIF, such as a plain ``PIL.Image.open``, produces) has width and height swapped against a
+    sideways-stored photo (orientations 5-8) and is turned the same way as its image. Flips and 180-degree turns
+    keep the size, so such a mask cannot be told apart: it is taken as drawn on the upright photo.
+
+    Raises:
+        InputError: the mask fits neither orientation; the message gives both sizes.
+    """
+    if mask.shape == tuple(shape):
+        return mask
+    h, w = shape
+    with Image.open(image_path) as im:
+        orientation = im.getexif().get(0x0112, 1)
+    if mask.shape == (w, h) and orientation in _SWAPPING_ORIENTATIONS:
+        return np.asarray(Image.fromarray(mask).transpose(_SWAPPING_ORIENTATIONS[orientation]))
+    raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {Path(image_path).name} is {w}x{h}"
+                     + (" (as shown, after its EXIF orientation)" if orientation != 1 else ""))
+
+
 def find_mask_pairs(folder: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Match ``folder/images/*`` with their masks ``folder/masks/<same stem>.*`` (nothing is decoded).
 
@@ -157,8 +187,9 @@ def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path],
 
     Raises:
         UsageError: no images/ or masks/ folder, or any pair that cannot be used (missing or duplicate mask, an
-            unreadable image or mask, sizes that differ, an index out of range). Every problem is listed
-            (up to 20) with its file, so one run of the command shows all there is to fix; training does not
+            unreadable image or mask, sizes that differ (EXIF orientation considered: :func:`align_mask`), an
+            index out of range). Every problem is listed (up to 20) with its file, so one run of the command
+            shows all there is to fix; training does not
             start on partial data.
     """
     pairs, problems = find_mask_pairs(folder)
@@ -174,9 +205,10 @@ def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path],
         except InputError as exc:
             problems.append(f"{mask_path}: {exc}")
             continue
-        if mask.shape != rgb.shape[:2]:
-            problems.append(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {path.name} is "
-                            f"{rgb.shape[1]}x{rgb.shape[0]}")
+        try:
+            mask = align_mask(mask, path, rgb.shape[:2])
+        except InputError as exc:
+            problems.append(f"{mask_path}: {exc}")
             continue
         paths.append(path)
         images.append(rgb)

@@ -6,7 +6,8 @@ Exit codes (documented in the README):
        its verification (nothing is left at the output path).
     2: usage or set-up error before any work: bad option, unknown model, missing or corrupt weights,
        CUDA asked for but not available, output folder not writable.
-    130: interrupted (Ctrl-C); files in flight were finished or discarded, nothing half-written is left.
+    130: interrupted (Ctrl-C; SIGTERM for train): predict finished or discarded the files in flight and left
+       nothing half-written; train wrote its checkpoint (``--resume RUN`` continues).
 """
 
 from __future__ import annotations

@@ -14,18 +14,20 @@ from unetcli.cli.summary import summary
 from unetcli.cli.train import train
 from rich.markup import escape
 
-from unetcli.errors import UnetcliError
+from unetcli.errors import EXIT_INTERRUPTED, UnetcliError
 
 
 def _clean_errors(command):
-    """Print an :class:`UnetcliError` as one ``error:`` line on stderr and exit with its code (no traceback)."""
+    """Print an :class:`UnetcliError` as one ``error:`` line (``interrupted:`` for exit code 130) on stderr and exit
+    with its code (no traceback)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except UnetcliError as exc:
-            console.err.print(f"[bold red]error:[/] {escape(exc.message)}")
+            label = "[yellow]interrupted:[/]" if exc.exit_code == EXIT_INTERRUPTED else "[bold red]error:[/]"
+            console.err.print(f"{label} {escape(exc.message)}")
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper

@@ -16,7 +16,7 @@ from unetcli.devices import Precision
 from unetcli.engine.distributed import launch_local
 from unetcli.engine.train import TrainOptions
 from unetcli.engine.train import train as run_train
-from unetcli.errors import UsageError
+from unetcli.errors import EXIT_INTERRUPTED, UsageError
 
 
 def train(
@@ -56,6 +56,9 @@ def train(
     lr_schedule: Annotated[Optional[str], typer.Option(
         "--lr-schedule", help="constant (the seeds') or cosine (anneal to 1% of --lr over --epochs) "
                               "[default: constant].")] = None,
+    save_every: Annotated[float, typer.Option(
+        "--save-every", min=0.0, help="Minutes between checkpoints within an epoch, so a killed run loses at most "
+                                      "this much (0: only at the end of each epoch; single-process runs).")] = 10.0,
     nproc: Annotated[int, typer.Option(
         "--nproc", min=1, help="Train with N processes on this machine (runs this command under torchrun; "
                                "for several machines call torchrun yourself, see the README).")] = 1,
@@ -70,7 +73,8 @@ def train(
 
     The target is computed from each photo (gray models: skimage rgb2gray; colorize: the photo's colours);
     unet-seg learns the masks in DATA/masks.
-    An interrupted run continues with --resume RUN.
+    Ctrl-C or SIGTERM stops after the current batch with a checkpoint (exit 130); --resume RUN continues from it,
+    within the epoch too.
     """
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(launch_local(nproc, _without_nproc(sys.argv[1:])))
@@ -83,9 +87,14 @@ def train(
                         epochs=epochs, batch_size=batch_size, lr=lr,
                         size=size, val_split=val_split, seed=seed, lr_schedule=lr_schedule, init_weights=weights,
                         crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after, sync_bn=sync_bn,
+                        save_every=save_every,
                         device=device, precision=precision.value,
                         workers=workers, resume=resume is not None)
-    card = run_train(opts, log=lambda line: console.err.print(escape(line)))
+    try:
+        card = run_train(opts, log=lambda line: console.err.print(escape(line)))
+    except KeyboardInterrupt:  # before training started, or a second Ctrl-C: no new checkpoint was written
+        console.err.print(f"interrupted: {run_dir}/last.pt, if there is one, is the last complete checkpoint")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if card:  # rank 0 (or a single process) reports the weights it wrote
         console.out.print(f"{run_dir}/{card['model']}.safetensors")
 

@@ -90,10 +90,11 @@ def evaluate_masks(model: str, data: Path, weights: str | None = None, precision
 
     Raises:
         UsageError / WeightsError: as :func:`unetcli.engine.predict.predict`, and for an image without exactly
-            one mask; :class:`~unetcli.errors.InputError` for an unreadable mask; ``RuntimeError`` if an image
+            one mask; :class:`~unetcli.errors.InputError` for an unreadable mask or one whose size fits
+            neither orientation of its image (:func:`unetcli.data.align_mask`); ``RuntimeError`` if an image
             fails.
     """
-    from unetcli.data import find_mask_pairs, raise_data_problems, read_mask
+    from unetcli.data import align_mask, find_mask_pairs, raise_data_problems, read_mask
     from unetcli.metrics import iou_dice
 
     pairs, problems = find_mask_pairs(Path(data))
@@ -110,7 +111,8 @@ def evaluate_masks(model: str, data: Path, weights: str | None = None, precision
         written = {p.stem: np.asarray(Image.open(p)) > 127 for p in out.iterdir()}
     results = []
     for path, mask_path in pairs:
-        pred, true = written[path.stem], read_mask(mask_path, 1) > 0
+        pred = written[path.stem]
+        true = align_mask(read_mask(mask_path, 1), path, pred.shape) > 0
         iou, dice = iou_dice(torch.from_numpy(pred)[None], torch.from_numpy(true)[None])
         results.append({"image": str(path), "size": [true.shape[1], true.shape[0]], "iou": iou.item(),
                         "dice": dice.item(), "true_pixels": int(true.sum()), "predicted_pixels": int(pred.sum()),

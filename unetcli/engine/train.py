@@ -1,8 +1,9 @@
 """Training: crops of a photo folder -> model -> the seed's loss with Adam; validation, checkpoints, resume.
 
 Run folder layout (``--out``):
-    last.pt                 checkpoint of the last finished epoch (model, optimizer, epoch, history, RNG states),
-                            written atomically; ``--resume RUN`` continues from it.
+    last.pt                 checkpoint (model, optimizer, epoch, history, RNG states), written atomically after
+                            every epoch, every ``--save-every`` minutes within an epoch and when the run is
+                            stopped (Ctrl-C, SIGTERM); ``--resume RUN`` continues from it, mid-epoch too.
     best.safetensors/.json  the best epoch so far by validation metric (fp16 weights + model card).
     <model>.safetensors/.json  the final weights (= best), written when the last epoch ends.
     metrics.csv, metrics.png   one row per epoch; loss and validation curves.
@@ -16,6 +17,7 @@ random split of the photos, or a separate folder (``--val-data``) when whole sub
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import json
@@ -23,7 +25,9 @@ import math
 import os
 import random
 import shlex
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +43,7 @@ from tqdm import tqdm
 from unetcli.data import PhotoCrops, load_segmentation_pairs, load_training_photos, split_indices
 from unetcli.devices import autocast, precision_name, resolve_precision
 from unetcli.engine.distributed import all_reduce_sums, barrier, gather_lists, init_distributed, shutdown
-from unetcli.errors import UsageError
+from unetcli.errors import EXIT_INTERRUPTED, UnetcliError, UsageError
 from unetcli.models.registry import ModelSpec, get_spec
 from unetcli.tasks import make_task
 from unetcli.weights import load_into, load_state, read_card, save_weights, write_json_atomic
@@ -71,6 +75,8 @@ class TrainOptions:
     crops_per_photo: int | None = None
     freeze_bn_after: int | None = None
     sync_bn: bool = False
+    #: Minutes between checkpoints within an epoch (single-process runs; 0: only at the end of each epoch).
+    save_every: float = 10.0
     resume: bool = False
     command: str = field(default_factory=lambda: shlex.join(["unetcli", *sys.argv[1:]]))
     resume_commands: list[str] = field(default_factory=list)
@@ -81,6 +87,43 @@ _FIXED_ON_RESUME = ("model", "data", "val_data", "classes", "batch_size", "lr", 
                     "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after")
 _DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant", "crops_per_photo": 1,
              "classes": 1}
+
+
+class TrainingInterrupted(UnetcliError):
+    """The run was stopped by Ctrl-C or SIGTERM after writing its checkpoint (exit code 130)."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class StopRequest:
+    """Context manager that turns Ctrl-C (SIGINT) and SIGTERM (``kill``, ``timeout``, batch schedulers before their
+    hard kill) into a request: training finishes the step in flight, writes its checkpoint and stops
+    (:class:`TrainingInterrupted`). A second Ctrl-C aborts at once; ``last.pt`` is then the previous checkpoint,
+    which is always complete (atomic replace).
+
+    Handlers are installed only from the main thread (Python's rule) and restored on exit. DataLoader workers
+    forked inside inherit them, so a terminal's Ctrl-C, which reaches the whole process group, does not kill the
+    workers before the checkpoint is written. ``signal`` holds the first signal number received, or None.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def epoch_lr(base_lr: float, schedule: str, epoch: int, epochs: int) -> float:
@@ -275,7 +318,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
 
     Args:
         opts: the run's options. With ``opts.resume`` the run folder's ``last.pt`` is loaded and training
-            continues at the next epoch up to ``opts.epochs``.
+            continues at the next epoch (or the next batch, for a checkpoint written within an epoch) up to
+            ``opts.epochs``.
         log: receives one line per event (epoch results, warnings); only rank 0 logs.
         show_progress: force the per-epoch progress bar on/off; None shows it only on a terminal.
 
@@ -284,6 +328,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
 
     Raises:
         UsageError: bad option, no usable photos, a resume whose fixed options differ, nothing left to train.
+        TrainingInterrupted: SIGINT/SIGTERM in a single-process run, raised once ``last.pt`` holds the step
+            reached (:class:`StopRequest`); a second Ctrl-C raises ``KeyboardInterrupt`` at once.
     """
     ckpt = _resolve_options(opts)
     spec = get_spec(opts.model)
@@ -339,12 +385,18 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
     history: list[dict] = []
     best = {"epoch": -1, "value": -math.inf}
     start_epoch, images_seen, wall = 0, 0, 0.0
+    partial = None  # a checkpoint written within an epoch: where in the epoch it was
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         history, best = ckpt["history"], ckpt["best"]
         start_epoch, images_seen, wall = ckpt["epoch"] + 1, ckpt["images_seen"], ckpt["wall_time_s"]
-        say(f"resumed {run} at epoch {start_epoch + 1}")
+        partial = ckpt.get("partial")
+        say(f"resumed {run} at epoch {start_epoch + 1}"
+            + (f", batch {partial['step'] + 1}" if partial is not None else ""))
+        if partial is not None and ctx.enabled:
+            raise UsageError(f"--resume: {run}/last.pt was written within an epoch by a single-process run; "
+                             f"continue it with one process")
     if start_epoch >= opts.epochs:
         raise UsageError(f"--epochs {opts.epochs}: the run already finished {start_epoch} epoch(s); "
                          f"ask for more epochs to continue")
@@ -360,79 +412,115 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
         + (f" x {ctx.world_size} processes = {batch_size * ctx.world_size} effective" if ctx.enabled else "")
         + f", lr {lr:g}, crops {size}x{size}, epochs {start_epoch + 1}..{opts.epochs}")
 
-    for epoch in range(start_epoch, opts.epochs):
-        t0 = time.perf_counter()
-        base = opts.seed * 100_003 + epoch  # dropout and shuffling depend on (seed, epoch, rank) only
-        torch.manual_seed(base + 7_919 * ctx.rank)
-        random.seed(base)
-        np.random.seed(base % 2**32)
-        train_ds.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        shards = gather_lists(list(iter(sampler)), ctx)
-        if ctx.enabled and ctx.is_main:  # audit trail: which crops each rank trained on this epoch
-            with open(run / "samples.jsonl", "a") as f:
-                f.write(json.dumps({"epoch": epoch + 1, "ranks": shards}) + "\n")
-        for group in optimizer.param_groups:
-            group["lr"] = epoch_lr(lr, opts.lr_schedule, epoch, opts.epochs)
-        loader = DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=True,
-                            num_workers=opts.workers, pin_memory=device.type == "cuda")
-        net.train()
-        if opts.freeze_bn_after is not None and epoch >= opts.freeze_bn_after:
-            freeze_batchnorm(net)
-        loss_sum, n = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False,
-                   disable=True if not ctx.is_main else None if show_progress is None else not show_progress)
-        for x, y in bar:
-            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            y = y.to(device, non_blocking=True)
-            with autocast(device, dtype):
-                out = net(x)
-            loss = task.loss(out, y)  # fp32: tasks cast outputs to float before the loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(x)
-            n += len(x)
-            bar.set_postfix(loss=f"{loss_sum / n:.4g}")
-        bar.close()
-        totals = all_reduce_sums({"loss": loss_sum, "n": float(n)}, ctx)
-        val_loader = DataLoader(val_shard, batch_size=batch_size, num_workers=opts.workers)
-        val = all_reduce_sums(_sum_metrics(model, val_loader, task, device, dtype), ctx)
-        val = {k: v / val["n"] for k, v in val.items() if k != "n"} if val["n"] else {"loss": float("nan")}
-        seconds = time.perf_counter() - t0
-        wall += seconds
-        images_seen += int(totals["n"])
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": totals["loss"] / max(totals["n"], 1), "images_per_s": totals["n"] / seconds,
-               "seconds": seconds, **{f"val_{k}": v for k, v in val.items()}}
-        row.setdefault(f"val_{best_key}", float("nan"))
-        history.append(row)
-        value = row[f"val_{best_key}"]
-        is_best = not math.isnan(value) and sign * value > best["value"]
-        metrics = {k.removeprefix("val_"): round(v, 5) for k, v in row.items() if k.startswith("val_")}
-        if is_best or best["epoch"] < 0:
-            best = {"epoch": epoch + 1, "value": sign * value if not math.isnan(value) else -math.inf}
-        if ctx.is_main:
-            if best["epoch"] == epoch + 1:
-                save_weights(model, run / "best.safetensors", _card(spec, opts, n_params, {
-                    "training": {"init_weights_training": init_training,
-                                 "epochs_done": epoch + 1, "images_seen": images_seen,
-                                 "wall_time_s": round(wall, 1), "precision": precision_name(dtype),
-                                 "device": str(device), "world_size": ctx.world_size,
-                                 "effective_batch_size": batch_size * ctx.world_size,
-                                 "train_photos": len(data.train), "val_photos": len(data.val)},
-                    "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
-            _write_metrics(run, history, best_key)
-            _save_checkpoint(run / "last.pt", {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "history": history, "best": best, "images_seen": images_seen, "wall_time_s": wall,
-                "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-                "torch_rng": torch.get_rng_state(),
-            })
-        barrier(ctx)
-        say(f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.5f}, "
-            + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items())
-            + f", {row['images_per_s']:.1f} img/s, {seconds:.0f}s" + (" (best)" if is_best else ""))
+    def save_last(finished_epoch: int, in_epoch: dict | None = None) -> None:
+        """last.pt after ``finished_epoch`` (0-based; -1: none yet), plus where in the next epoch it stands."""
+        _save_checkpoint(run / "last.pt", {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": finished_epoch,
+            "history": history, "best": best, "images_seen": images_seen, "wall_time_s": wall,
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+            "torch_rng": torch.get_rng_state(), "partial": in_epoch,
+        })
+
+    # Single-process runs also save within an epoch and stop cleanly on a signal; distributed ranks would have to
+    # agree on the step first, so they save at epoch ends only (and a signal stops them as it always did).
+    stop = StopRequest() if not ctx.enabled else None
+    save_every_s = max(0.0, float(opts.save_every)) * 60.0
+    last_save = time.perf_counter()
+    with stop or contextlib.nullcontext():
+        for epoch in range(start_epoch, opts.epochs):
+            t0 = time.perf_counter()
+            base = opts.seed * 100_003 + epoch  # dropout and shuffling depend on (seed, epoch, rank) only
+            torch.manual_seed(base + 7_919 * ctx.rank)
+            random.seed(base)
+            np.random.seed(base % 2**32)
+            train_ds.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            order = list(iter(sampler))  # this rank's crops of the epoch, in training order
+            shards = gather_lists(order, ctx)
+            if ctx.enabled and ctx.is_main:  # audit trail: which crops each rank trained on this epoch
+                with open(run / "samples.jsonl", "a") as f:
+                    f.write(json.dumps({"epoch": epoch + 1, "ranks": shards}) + "\n")
+            for group in optimizer.param_groups:
+                group["lr"] = epoch_lr(lr, opts.lr_schedule, epoch, opts.epochs)
+            skip, loss_sum, n = 0, 0.0, 0
+            if partial is not None:  # resumed within this epoch: its first batches are done
+                skip, loss_sum, n = partial["step"], partial["loss_sum"], partial["n"]
+                t0 -= partial["seconds"]
+            n_batches = len(order) // batch_size
+            loader = DataLoader(train_ds, batch_size=batch_size, sampler=order[skip * batch_size:], drop_last=True,
+                                num_workers=opts.workers, pin_memory=device.type == "cuda")
+            batches = iter(loader)  # draws the workers' base seed from torch's generator, so before the restore
+            if partial is not None:
+                torch.set_rng_state(partial["torch_rng"])  # dropout continues as in an uninterrupted run
+                partial = None
+            net.train()
+            if opts.freeze_bn_after is not None and epoch >= opts.freeze_bn_after:
+                freeze_batchnorm(net)
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False, initial=skip,
+                       total=n_batches,
+                       disable=True if not ctx.is_main else None if show_progress is None else not show_progress)
+            for step, (x, y) in enumerate(bar, start=skip + 1):
+                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                y = y.to(device, non_blocking=True)
+                with autocast(device, dtype):
+                    out = net(x)
+                loss = task.loss(out, y)  # fp32: tasks cast outputs to float before the loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach()) * len(x)
+                n += len(x)
+                bar.set_postfix(loss=f"{loss_sum / n:.4g}")
+                if stop is None or step == n_batches:
+                    continue
+                if stop.signal is not None or (save_every_s and time.perf_counter() - last_save >= save_every_s):
+                    save_last(epoch - 1, {"epoch": epoch, "step": step, "loss_sum": loss_sum, "n": n,
+                                          "seconds": time.perf_counter() - t0, "torch_rng": torch.get_rng_state()})
+                    last_save = time.perf_counter()
+                    if stop.signal is not None:
+                        bar.close()
+                        raise TrainingInterrupted(
+                            f"{signal.Signals(stop.signal).name} at epoch {epoch + 1}, batch {step} of {n_batches}: "
+                            f"{run}/last.pt saved; continue with: unetcli train --resume {run} --epochs {opts.epochs}")
+            bar.close()
+            totals = all_reduce_sums({"loss": loss_sum, "n": float(n)}, ctx)
+            val_loader = DataLoader(val_shard, batch_size=batch_size, num_workers=opts.workers)
+            val = all_reduce_sums(_sum_metrics(model, val_loader, task, device, dtype), ctx)
+            val = {k: v / val["n"] for k, v in val.items() if k != "n"} if val["n"] else {"loss": float("nan")}
+            seconds = time.perf_counter() - t0
+            wall += seconds
+            images_seen += int(totals["n"])
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                   "train_loss": totals["loss"] / max(totals["n"], 1), "images_per_s": totals["n"] / seconds,
+                   "seconds": seconds, **{f"val_{k}": v for k, v in val.items()}}
+            row.setdefault(f"val_{best_key}", float("nan"))
+            history.append(row)
+            value = row[f"val_{best_key}"]
+            is_best = not math.isnan(value) and sign * value > best["value"]
+            metrics = {k.removeprefix("val_"): round(v, 5) for k, v in row.items() if k.startswith("val_")}
+            if is_best or best["epoch"] < 0:
+                best = {"epoch": epoch + 1, "value": sign * value if not math.isnan(value) else -math.inf}
+            if ctx.is_main:
+                if best["epoch"] == epoch + 1:
+                    save_weights(model, run / "best.safetensors", _card(spec, opts, n_params, {
+                        "training": {"init_weights_training": init_training,
+                                     "epochs_done": epoch + 1, "images_seen": images_seen,
+                                     "wall_time_s": round(wall, 1), "precision": precision_name(dtype),
+                                     "device": str(device), "world_size": ctx.world_size,
+                                     "effective_batch_size": batch_size * ctx.world_size,
+                                     "train_photos": len(data.train), "val_photos": len(data.val)},
+                        "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
+                _write_metrics(run, history, best_key)
+                save_last(epoch)
+                last_save = time.perf_counter()
+            barrier(ctx)
+            say(f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.5f}, "
+                + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items())
+                + f", {row['images_per_s']:.1f} img/s, {seconds:.0f}s" + (" (best)" if is_best else ""))
+            if stop is not None and stop.signal is not None and epoch + 1 < opts.epochs:
+                raise TrainingInterrupted(
+                    f"{signal.Signals(stop.signal).name} after epoch {epoch + 1}: {run}/last.pt saved; continue "
+                    f"with: unetcli train --resume {run} --epochs {opts.epochs}")
 
     if not ctx.is_main:
         # Wait for rank 0 to write the final weights, then leave the group together: a gloo rank that tears
