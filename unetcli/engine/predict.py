@@ -238,106 +238,139 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
 
     loader = DataLoader(PredictDataset([s for s, _ in todo], task), batch_size=None, collate_fn=keep_sample,
                         num_workers=max(0, opts.workers), pin_memory=device.type == "cuda")
-    started = {i: 0.0 for i in range(len(todo))}
-    pending: list[tuple[Future, int, list[str]]] = []
-    buckets: dict[tuple, list[dict]] = defaultdict(list)
-    bar = tqdm(total=len(todo), unit="img", disable=(not show_progress) if show_progress is not None else None,
-               dynamic_ncols=True, leave=False)
-    stop = False  # a file failed under --fail-fast
+    runner = _BatchRunner(opts, task, model, device, dtype, fmt, todo, summary, report,
+                          tile=tile, overlap=overlap, divisor=divisor)
+    runner.run(loader, show_progress)
+    summary.stopped = runner.stop
+    summary.not_started = len(todo) - summary.done - summary.failed
+    return summary
 
-    def fail(i: int, error: str) -> None:
-        nonlocal stop
-        summary.failed += 1
-        report(FileResult(str(todo[i][0]), str(todo[i][1]), "failed", error=error,
-                          seconds=time.perf_counter() - started[i]))
-        bar.update(1)
-        stop = stop or opts.fail_fast
 
-    def settle(block_until: int) -> None:
+class _BatchRunner:
+    """The processing loop of :func:`predict`: decoded samples -> same-size batches (or tiles) -> model ->
+    writer threads, reporting each file once it is written or has failed.
+
+    Writes are settled in submission order, so results are reported in the order files reached the model, and at
+    most ``2 * batch_size`` outputs (one for full-size tiled outputs) wait for the writers: memory stays bounded.
+    """
+
+    def __init__(self, opts: PredictOptions, task, model, device: torch.device, dtype: torch.dtype | None, fmt: str,
+                 todo: list[tuple[Path, Path]], summary: PredictSummary, report: Callable[[FileResult], None],
+                 tile: int, overlap: int, divisor: int) -> None:
+        self.opts, self.task, self.model, self.device, self.dtype, self.fmt = opts, task, model, device, dtype, fmt
+        self.todo, self.summary, self.report = todo, summary, report
+        self.tile, self.overlap, self.divisor = tile, overlap, divisor
+        self.started = {i: 0.0 for i in range(len(todo))}
+        self.pending: list[tuple[Future, int, list[str]]] = []
+        self.buckets: dict[tuple, list[dict]] = defaultdict(list)
+        self.stop = False  # a file failed under --fail-fast
+        self.bar: tqdm | None = None
+        self.writer: ThreadPoolExecutor | None = None
+
+    def run(self, loader: DataLoader, show_progress: bool | None) -> None:
+        """Process every sample of ``loader``; an interrupt finishes the writes in flight and sets
+        ``summary.interrupted``."""
+        opts = self.opts
+        self.bar = tqdm(total=len(self.todo), unit="img", dynamic_ncols=True, leave=False,
+                        disable=(not show_progress) if show_progress is not None else None)
+        # Two writer threads: post-processing (numpy, scikit-image) and encoding (zlib) release the GIL, and for
+        # working-size models they cost more per image than the forward pass (benchmarks/README.md, profile).
+        self.writer = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="unetcli-writer")
+        try:
+            for sample in loader:
+                i = sample["index"]
+                self.started[i] = time.perf_counter() - sample.get("seconds", 0.0)
+                if sample["error"] is not None:
+                    self.fail(i, sample["error"])
+                elif self.tile and max(sample["input"].shape[1:]) > self.tile:
+                    self.run_tiled(sample)
+                else:
+                    key = self.padded_shape(sample["input"])
+                    self.buckets[key].append(sample)
+                    if len(self.buckets[key]) >= opts.batch_size:
+                        self.run_batch(self.buckets.pop(key))
+                    elif sum(len(b) for b in self.buckets.values()) >= 2 * opts.batch_size:
+                        # Many different sizes: run the fullest bucket so memory stays bounded.
+                        self.run_batch(self.buckets.pop(max(self.buckets, key=lambda k: len(self.buckets[k]))))
+                if self.stop:
+                    break  # --fail-fast: later files are not started; decoded earlier ones are finished below
+            for key in list(self.buckets):
+                self.run_batch(self.buckets.pop(key))
+            self.settle(block_until=0)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+            # Files already handed to the writer are finished (each is complete or absent); the rest is dropped.
+            self.settle(block_until=0)
+        finally:
+            self.writer.shutdown(wait=True)
+            self.bar.close()
+
+    def fail(self, i: int, error: str) -> None:
+        """Report file ``i`` as failed (and stop the run under --fail-fast)."""
+        self.summary.failed += 1
+        src, dst = self.todo[i]
+        self.report(FileResult(str(src), str(dst), "failed", error=error,
+                               seconds=time.perf_counter() - self.started[i]))
+        self.bar.update(1)
+        self.stop = self.stop or self.opts.fail_fast
+
+    def settle(self, block_until: int) -> None:
         """Collect finished writes; wait for the oldest until at most ``block_until`` are in flight."""
-        while pending and (len(pending) > block_until or pending[0][0].done()):
-            future, i, notes = pending[0]  # popped only once settled: an interrupt while waiting keeps it
-            src, dst = todo[i]
+        while self.pending and (len(self.pending) > block_until or self.pending[0][0].done()):
+            future, i, notes = self.pending[0]  # popped only once settled: an interrupt while waiting keeps it
+            src, dst = self.todo[i]
             try:
                 notes = notes + future.result()
             except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
-                pending.pop(0)
-                fail(i, f"could not write output ({exc})")
+                self.pending.pop(0)
+                self.fail(i, f"could not write output ({exc})")
                 continue
-            pending.pop(0)
-            summary.done += 1
-            report(FileResult(str(src), str(dst), "done", notes=notes, seconds=time.perf_counter() - started[i]))
-            bar.update(1)
+            self.pending.pop(0)
+            self.summary.done += 1
+            self.report(FileResult(str(src), str(dst), "done", notes=notes,
+                                   seconds=time.perf_counter() - self.started[i]))
+            self.bar.update(1)
 
-    def finish_and_write(output: torch.Tensor, ctx: dict, dst: Path) -> list[str]:
-        image, notes = fit_for_format(task.finish(output, ctx), fmt)
-        save_atomic(image, dst, fmt)
+    def finish_and_write(self, output: torch.Tensor, ctx: dict, dst: Path) -> list[str]:
+        """Writer thread: the task's post-processing, then an atomic save; returns notes for the file."""
+        image, notes = fit_for_format(self.task.finish(output, ctx), self.fmt)
+        save_atomic(image, dst, self.fmt)
         return notes
 
-    def padded_shape(x: torch.Tensor) -> tuple[int, int, int]:
+    def padded_shape(self, x: torch.Tensor) -> tuple[int, int, int]:
+        """(C, h, w) -> the shape the model pads it to (sides rounded up to the model's size divisor)."""
         c, h, w = x.shape
-        return c, h + (-h) % divisor, w + (-w) % divisor
+        return c, h + (-h) % self.divisor, w + (-w) % self.divisor
 
-    def run_batch(samples: list[dict]) -> None:
+    def run_batch(self, samples: list[dict]) -> None:
+        """Samples of one padded shape -> one forward pass -> one write each."""
         # Images of different sizes with the same padded size share a batch: each is padded here exactly as the
         # model would pad it alone (edge replication at the bottom/right), and its output is cropped back.
-        _, hp, wp = padded_shape(samples[0]["input"])
+        _, hp, wp = self.padded_shape(samples[0]["input"])
         x = torch.stack([F.pad(s["input"][None], (0, wp - s["input"].shape[2], 0, hp - s["input"].shape[1]),
                                mode="replicate")[0] for s in samples])
-        for s, out in zip(samples, forward(x)):
-            submit(s, out[:, : s["input"].shape[1], : s["input"].shape[2]])
-        settle(block_until=2 * opts.batch_size)
+        for s, out in zip(samples, self.forward(x)):
+            self.submit(s, out[:, : s["input"].shape[1], : s["input"].shape[2]])
+        self.settle(block_until=2 * self.opts.batch_size)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, h, w) float32 CPU -> (N, C_out, h, w) float32 CPU, on the run's device and precision."""
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(device, dtype):
-            y = model(x)
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            y = self.model(x)
         return y.float().cpu()
 
-    def submit(sample: dict, out: torch.Tensor) -> None:
-        pending.append((writer.submit(finish_and_write, out, sample["ctx"], todo[sample["index"]][1]),
-                        sample["index"], sample["notes"]))
+    def submit(self, sample: dict, out: torch.Tensor) -> None:
+        """Hand one output to the writer threads."""
+        self.pending.append((self.writer.submit(self.finish_and_write, out, sample["ctx"],
+                                                self.todo[sample["index"]][1]),
+                             sample["index"], sample["notes"]))
 
-    def run_tiled(sample: dict) -> None:
-        # A photo larger than one tile: overlapping tiles, a batch of tiles at a time, blended back.
+    def run_tiled(self, sample: dict) -> None:
+        """A photo larger than one tile: overlapping tiles, a batch of tiles at a time, blended back."""
         with torch.inference_mode():
-            out = predict_tiled(forward, sample["input"], tile, overlap, divisor, opts.batch_size)
+            out = predict_tiled(self.forward, sample["input"], self.tile, self.overlap, self.divisor,
+                                self.opts.batch_size)
         sample["input"] = None  # the full-size input is the largest buffer: free it before the next photo
-        submit(sample, out)
-        settle(block_until=1)  # at most one full-size output waits for the writer
-
-    # Two writer threads: post-processing (numpy, scikit-image) and encoding (zlib) release the GIL, and for
-    # working-size models they cost more per image than the forward pass (benchmarks/README.md, profile).
-    writer = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="unetcli-writer")
-    try:
-        for sample in loader:
-            i = sample["index"]
-            started[i] = time.perf_counter() - sample.get("seconds", 0.0)
-            if sample["error"] is not None:
-                fail(i, sample["error"])
-            elif tile and max(sample["input"].shape[1:]) > tile:
-                run_tiled(sample)
-            else:
-                key = padded_shape(sample["input"])
-                buckets[key].append(sample)
-                if len(buckets[key]) >= opts.batch_size:
-                    run_batch(buckets.pop(key))
-                elif sum(len(b) for b in buckets.values()) >= 2 * opts.batch_size:
-                    # Many different sizes: run the fullest bucket so memory stays bounded.
-                    run_batch(buckets.pop(max(buckets, key=lambda k: len(buckets[k]))))
-            if stop:
-                break  # --fail-fast: later files are not started; decoded earlier ones are finished below
-        for key in list(buckets):
-            run_batch(buckets.pop(key))
-        settle(block_until=0)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        # Files already handed to the writer are finished (each is complete or absent); the rest is dropped.
-        settle(block_until=0)
-    finally:
-        writer.shutdown(wait=True)
-        bar.close()
-    summary.stopped = stop
-    summary.not_started = len(todo) - summary.done - summary.failed
-    return summary
+        self.submit(sample, out)
+        self.settle(block_until=1)  # at most one full-size output waits for the writer
