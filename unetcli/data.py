@@ -189,8 +189,7 @@ def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path],
         UsageError: no images/ or masks/ folder, or any pair that cannot be used (missing or duplicate mask, an
             unreadable image or mask, sizes that differ (EXIF orientation considered: :func:`align_mask`), an
             index out of range). Every problem is listed (up to 20) with its file, so one run of the command
-            shows all there is to fix; training does not
-            start on partial data.
+            shows all there is to fix; training does not start on partial data.
     """
     pairs, problems = find_mask_pairs(folder)
     paths, images, labels = [], [], []

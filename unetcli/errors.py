@@ -45,6 +45,13 @@ class ExportError(UnetcliError):
     exit_code = EXIT_SOME_FAILED
 
 
+class TrainingInterrupted(UnetcliError):
+    """``train`` was stopped by Ctrl-C or SIGTERM after writing its checkpoint (exit code 130); the message says
+    where it stopped and the command that continues."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class InputError(Exception):
     """One input file cannot be used (unreadable, corrupt, unsupported); the batch goes on without it.
 

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from unetcli import console
-from unetcli.cli.options import BatchSizeOpt, DeviceOpt, PrecisionOpt, WorkersOpt
+from unetcli.cli.options import DeviceOpt, PrecisionOpt, WorkersOpt
 from unetcli.devices import Precision
 from unetcli.engine.distributed import launch_local
 from unetcli.engine.train import TrainOptions

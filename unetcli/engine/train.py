@@ -43,7 +43,7 @@ from tqdm import tqdm
 from unetcli.data import PhotoCrops, load_segmentation_pairs, load_training_photos, split_indices
 from unetcli.devices import autocast, precision_name, resolve_precision
 from unetcli.engine.distributed import all_reduce_sums, barrier, gather_lists, init_distributed, shutdown
-from unetcli.errors import EXIT_INTERRUPTED, UnetcliError, UsageError
+from unetcli.errors import TrainingInterrupted, UsageError
 from unetcli.models.registry import ModelSpec, get_spec
 from unetcli.tasks import make_task
 from unetcli.weights import load_into, load_state, read_card, save_weights, write_json_atomic
@@ -87,12 +87,6 @@ _FIXED_ON_RESUME = ("model", "data", "val_data", "classes", "batch_size", "lr", 
                     "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after")
 _DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant", "crops_per_photo": 1,
              "classes": 1}
-
-
-class TrainingInterrupted(UnetcliError):
-    """The run was stopped by Ctrl-C or SIGTERM after writing its checkpoint (exit code 130)."""
-
-    exit_code = EXIT_INTERRUPTED
 
 
 class StopRequest:
