@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # How to train the unet-seg (person) weights (run from the repository root, ../shared/data beside it).
-# NOT enough for the bar (IoU >= 0.85 on unseen people): the held-out IoU peaked at 0.44 and fell as training went
-# on, while the training people kept improving (0.62): the 41 person cut-outs of the pool (13 people in training)
-# are too few to learn "person" from scratch (README, "Weights"). This is the best recipe measured so far:
+# NOT yet enough for the bar (IoU >= 0.85 on unseen people): held-out IoU 0.33 -> 0.44 -> 0.52 after 16 k, 36 k,
+# 76 k composites seen, about +0.1 per doubling (README, "Weights"); training people score higher (0.62), so more
+# distinct people would help as much as more compute. The runs so far went 4 k composites x 4 epochs, then
+# 20 k x 4 from those weights (model cards in runs/); the single run below is that recipe in one piece:
 # 1. Person composites (real cut-outs on real photos; held-out people and background packages for validation).
 #    20000 training composites: each paste has its own colour/shape jitter, so more composites = more variety.
-# 2. Start the encoder from the colorize weights (colorization as a pretext task; better than random here).
+# 2. Start the encoder from the colorize weights (colorization as a pretext task: 0.33 after 16 k composites,
+#    where runs from a random start of similar length reached 0.26-0.28).
 # 3. Train with cosine annealing; the best epoch by validation IoU becomes the weights (early stopping).
 #    On a 2-core AMX-BF16 CPU: about 33 min per epoch of 20000 (minutes on a GPU). Run it in the background;
 #    a checkpoint is written every 10 min, and --resume continues after any stop, mid-epoch too:
