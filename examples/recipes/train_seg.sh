@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # How to train the unet-seg (person) weights (run from the repository root, ../shared/data beside it).
-# NOT yet enough for the bar (IoU >= 0.85 on unseen people): held-out IoU 0.33 -> 0.44 -> 0.52 after 16 k, 36 k,
-# 76 k composites seen, about +0.1 per doubling (README, "Weights"); training people score higher (0.62), so more
-# distinct people would help as much as more compute. The runs so far went 4 k composites x 4 epochs, then
-# 20 k x 4 from those weights (model cards in runs/); the single run below is that recipe in one piece:
+# NOT enough for the bar (IoU >= 0.85 on unseen people): over 16-96 k composites seen, the held-out people scored
+# 0.33-0.52 with no upward trend while the training people rose to 0.69 (README, "Weights"): 13 training people
+# are too few. The runs went 4 k composites x 4 epochs, then 20 k x 4 from those weights (best: epoch 3 of the
+# second, 0.52); the single run below is that recipe in one piece, for when more person cut-outs exist:
 # 1. Person composites (real cut-outs on real photos; held-out people and background packages for validation).
 #    20000 training composites: each paste has its own colour/shape jitter, so more composites = more variety.
 # 2. Start the encoder from the colorize weights (colorization as a pretext task: 0.33 after 16 k composites,
