@@ -200,12 +200,7 @@ def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path],
             problems.append(f"{path}: {exc}")
             continue
         try:
-            mask = read_mask(mask_path, num_classes)
-        except InputError as exc:
-            problems.append(f"{mask_path}: {exc}")
-            continue
-        try:
-            mask = align_mask(mask, path, rgb.shape[:2])
+            mask = align_mask(read_mask(mask_path, num_classes), path, rgb.shape[:2])
         except InputError as exc:
             problems.append(f"{mask_path}: {exc}")
             continue

@@ -133,13 +133,19 @@ def composite(background: Image.Image, people: list[Image.Image], objects: list[
     return rgb, np.where(mask, 255, 0).astype(np.uint8)
 
 
-def build(data: Path, out: Path, n_train: int, n_val: int, side: int, seed: int) -> dict:
-    """Write ``n_train`` + ``n_val`` composites into ``out`` (see the module docstring); returns the manifest."""
+def source_pool(data: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(person cut-outs, object cut-outs, background photos without people) of the shared data folder, sorted."""
     people = sorted((data / "cutouts" / "person").glob("*.png"))
     objects = sorted((data / "cutouts" / "object").glob("*.png"))
     photos = sorted(p for p in (data / "photos").rglob("*.jpg") if p.name not in PHOTOS_WITH_PEOPLE)
     if not people or not objects or not photos:
         raise SystemExit(f"{data}: expected cutouts/person, cutouts/object and photos (see its README.md)")
+    return people, objects, photos
+
+
+def build(data: Path, out: Path, n_train: int, n_val: int, side: int, seed: int) -> dict:
+    """Write ``n_train`` + ``n_val`` composites into ``out`` (see the module docstring); returns the manifest."""
+    people, objects, photos = source_pool(data)
     split = {
         "train": ([p for p in people if person_name(p) not in VAL_PEOPLE],
                   [p for p in photos if p.parent.name not in VAL_PACKAGES]),

@@ -29,9 +29,7 @@ from unetcli.engine.evaluate import evaluate_masks  # noqa: E402
 
 def build_training_people_set(data: Path, out: Path, count: int = 300, side: int = 256) -> None:
     """``count`` composites of the training people on held-out backgrounds and objects into ``out`` (seeded)."""
-    people = sorted((data / "cutouts" / "person").glob("*.png"))
-    objects = sorted((data / "cutouts" / "object").glob("*.png"))
-    photos = sorted(p for p in (data / "photos").rglob("*.jpg") if p.name not in recipe.PHOTOS_WITH_PEOPLE)
+    people, objects, photos = recipe.source_pool(data)
     cut_people = [recipe.load_rgba(p) for p in people if recipe.person_name(p) not in recipe.VAL_PEOPLE]
     backgrounds = [p for p in photos if p.parent.name in recipe.VAL_PACKAGES]
     val_objects = [recipe.load_rgba(o) for o in objects[::3]]  # the validation objects of the recipe's split

@@ -77,7 +77,6 @@ def evaluate_photos(model: str, photos: list[Path], weights: str | None = None, 
     return results
 
 
-
 def evaluate_masks(model: str, data: Path, weights: str | None = None, precision: str = "auto",
                    device: str = "auto", workers: int = 0, threshold: float = 0.5) -> list[dict]:
     """Run a one-class segmentation model over ``data/images`` at full resolution and score each written mask

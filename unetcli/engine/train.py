@@ -408,12 +408,14 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
 
     def save_last(finished_epoch: int, in_epoch: dict | None = None) -> None:
         """last.pt after ``finished_epoch`` (0-based; -1: none yet), plus where in the next epoch it stands."""
+        nonlocal last_save
         _save_checkpoint(run / "last.pt", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": finished_epoch,
             "history": history, "best": best, "images_seen": images_seen, "wall_time_s": wall,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
             "torch_rng": torch.get_rng_state(), "partial": in_epoch,
         })
+        last_save = time.perf_counter()
 
     # Single-process runs also save within an epoch and stop cleanly on a signal; distributed ranks would have to
     # agree on the step first, so they save at epoch ends only (and a signal stops them as it always did).
@@ -445,7 +447,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
                                 num_workers=opts.workers, pin_memory=device.type == "cuda")
             batches = iter(loader)  # draws the workers' base seed from torch's generator, so before the restore
             if partial is not None:
-                torch.set_rng_state(partial["torch_rng"])  # dropout continues as in an uninterrupted run
+                torch.set_rng_state(ckpt["torch_rng"])  # dropout continues as in an uninterrupted run
                 partial = None
             net.train()
             if opts.freeze_bn_after is not None and epoch >= opts.freeze_bn_after:
@@ -469,8 +471,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
                     continue
                 if stop.signal is not None or (save_every_s and time.perf_counter() - last_save >= save_every_s):
                     save_last(epoch - 1, {"epoch": epoch, "step": step, "loss_sum": loss_sum, "n": n,
-                                          "seconds": time.perf_counter() - t0, "torch_rng": torch.get_rng_state()})
-                    last_save = time.perf_counter()
+                                          "seconds": time.perf_counter() - t0})
                     if stop.signal is not None:
                         bar.close()
                         raise TrainingInterrupted(
@@ -506,7 +507,6 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
                         "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
                 _write_metrics(run, history, best_key)
                 save_last(epoch)
-                last_save = time.perf_counter()
             barrier(ctx)
             say(f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.5f}, "
                 + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items())
