@@ -15,7 +15,7 @@ from PIL import Image
 import skimage.data
 
 from unetcli.models.registry import get_spec
-from unetcli.weights import save_weights
+from unetcli.weights import load_pretrained_encoder, save_weights
 
 TESTS = Path(__file__).parent
 DATA = TESTS / "data"
@@ -68,15 +68,20 @@ def photo_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def random_weights(tmp_path_factory):
     """Factory: path to fp16 safetensors of a freshly initialised registry model (with random BatchNorm
-    statistics, so eval-mode outputs are not trivial), for models whose shipped weights do not exist."""
+    statistics, so eval-mode outputs are not trivial; a pretrained encoder keeps its shipped ImageNet weights),
+    for models whose shipped weights do not exist."""
     folder = tmp_path_factory.mktemp("weights")
 
     def make(name: str, **kwargs) -> Path:
         spec = get_spec(name)
         torch.manual_seed(0)
         model = spec.factory(**kwargs)
+        pretrained = set()
+        if spec.encoder_weights:  # every model of this kind starts from its shipped ImageNet encoder
+            load_pretrained_encoder(model, spec)
+            pretrained = set(model.encoder.modules())
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, torch.nn.BatchNorm2d) and m not in pretrained:
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
         path = folder / f"{spec.name}-{len(kwargs)}.safetensors"

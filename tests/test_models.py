@@ -16,13 +16,16 @@ from unetcli.tasks import make_task
 
 # The issue's table: PyTorch trainable parameters as torchinfo reports them (seed 001's summary for colorize).
 EXPECTED_PARAMS = {"unet-colorize": 31_042_499, "unet-decolorize": 1_944_049, "unet-seg": 31_043_521,
-                   "simple-black": 12}
-EXPECTED_IO = {"unet-colorize": (1, 3), "unet-decolorize": (3, 1), "unet-seg": (3, 1), "simple-black": (3, 1)}
+                   "simple-black": 12,
+                   # smp Unet(encoder_name="mobilenet_v2", decoder_channels=(256, 128, 64, 32, 16), classes=1)
+                   "unet-seg-mobilenetv2": 6_628_945}
+EXPECTED_IO = {"unet-colorize": (1, 3), "unet-decolorize": (3, 1), "unet-seg": (3, 1), "simple-black": (3, 1),
+               "unet-seg-mobilenetv2": (3, 1)}
 
 
-def test_registry_lists_the_four_seed_models():
-    assert list_models() == ["unet-colorize", "unet-decolorize", "unet-seg", "simple-black"]
-    assert list_models("unet-*") == ["unet-colorize", "unet-decolorize", "unet-seg"]
+def test_registry_lists_the_four_seed_models_and_the_pretrained_encoder_ones():
+    assert set(list_models()) >= {"unet-colorize", "unet-decolorize", "unet-seg", "simple-black"}
+    assert list_models("unet-*") == ["unet-colorize", "unet-decolorize", "unet-seg", "unet-seg-mobilenetv2"]
 
 
 @pytest.mark.parametrize("alias,name", [("colorize", "unet-colorize"), ("decolorize", "unet-decolorize"),
@@ -53,8 +56,8 @@ def test_colorize_mult_adds_match_seed_001_summary():
 
 def test_seg_parameter_count_grows_with_classes():
     # 64 -> num_classes 1x1 conv: 65 parameters per extra class.
-    n1 = sum(p.numel() for p in create_model("seg", num_classes=1).parameters())
-    n23 = sum(p.numel() for p in create_model("seg", num_classes=23).parameters())
+    n1 = sum(p.numel() for p in create_model("unet-seg", num_classes=1).parameters())
+    n23 = sum(p.numel() for p in create_model("unet-seg", num_classes=23).parameters())
     assert n23 - n1 == 22 * 65
 
 

@@ -10,16 +10,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from unetcli.errors import InputError, UsageError
 from unetcli.imageio import collect_inputs, is_image_name, read_photo, to_uint8
 from unetcli.tasks.base import Task
 
-# torch warns whenever --workers exceeds the CPUs this process may use (1-core containers, `taskset`). The worker
-# count is the user's explicit choice (or our documented default), and the warning would break the promise that
-# --quiet prints only errors and the final count.
-warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes", category=UserWarning)
+
+class Loader(DataLoader):
+    """``torch.utils.data.DataLoader`` without its warning when ``num_workers`` exceeds the CPUs this process may use
+    (1-core containers, ``taskset``): the worker count is the user's explicit choice (or our documented default),
+    and the warning would break the promise that ``--quiet`` prints only errors and the final count. (A loader
+    class rather than a process-wide ``warnings`` filter, so importing unetcli changes no global state.)"""
+
+    def check_worker_number_rationality(self) -> None:
+        return None
 
 
 class PredictDataset(Dataset):
@@ -211,6 +216,20 @@ def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path],
     return paths, images, labels
 
 
+def scale_longest_side(photo: np.ndarray, mask: np.ndarray | None, side: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize a photo (H, W, 3) uint8 (bilinear, antialiased) and its (H, W) uint8 class-index mask (nearest) so
+    that the longest side is ``side`` pixels, aspect ratio kept; the scale models with a ``working_size`` see."""
+    h, w = photo.shape[:2]
+    f = side / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    if size == (w, h):
+        return photo, mask
+    out = np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.BILINEAR))
+    if mask is not None:
+        mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+    return out, mask
+
+
 def split_indices(n: int, val_split: float, seed: int) -> tuple[list[int], list[int]]:
     """A seeded shuffle of ``range(n)`` cut into (train, val) index lists; at least one of each when n >= 2."""
     order = list(range(n))
@@ -226,7 +245,7 @@ class PhotoCrops(Dataset):
 
     Args:
         photos: (H, W, 3) uint8 sRGB arrays.
-        task: gives ``training_pair(rgb)`` -> (input (C_in, s, s), target (C_out, s, s)).
+        task: gives ``training_pair(rgb, mask)`` -> (input (C_in, s, s), target (C_out, s, s)).
         size: side of the square crops, pixels.
         train: random augmentation (True) or a deterministic view (False).
         full_resolution: the model runs at the photo's own scale (crops of ``size``, half at 1x, half at a
@@ -264,7 +283,7 @@ class PhotoCrops(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch if self.train else 0, index))
         views = self._train_view(layers, rng) if self.train else self._val_view(layers)
         rgb = views[0].astype(np.float32) / 255.0
-        return self.task.training_pair(rgb, views[1]) if self.masks is not None else self.task.training_pair(rgb)
+        return self.task.training_pair(rgb, views[1] if self.masks is not None else None)
 
     @staticmethod
     def _resize(layers: list[np.ndarray], w: int, h: int) -> list[np.ndarray]:

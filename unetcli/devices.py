@@ -104,3 +104,87 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def precision_name(dtype: torch.dtype | None) -> str:
     """``None`` -> ``"fp32"``, ``torch.bfloat16`` -> ``"bf16"``, ``torch.float16`` -> ``"fp16"``."""
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def describe_environment() -> dict:
+    """What ``unetcli env`` reports: versions, the CPU and its bf16 support, CUDA devices, torch's threads, and what
+    ``--device auto`` / ``--precision auto`` pick here and why (for "is my GPU used?" questions).
+
+    Returns:
+        dict with ``unetcli``, ``python``, ``torch``, ``torch_cuda`` (the CUDA version torch was built with, or
+        None for a CPU-only build), ``cpu`` (model, logical cores, cores this process may use, kernel capability,
+        ``amx``, ``avx512_bf16``, ``fast_bf16``), ``threads`` (intra-op, inter-op, OMP_NUM_THREADS), ``cuda``
+        (one dict per device: index, name, capability, memory_gib, bf16) and ``auto`` (``device``,
+        ``device_reason``, ``precision``, ``precision_reason``, ``precision_note``).
+    """
+    import os
+    import platform
+
+    from unetcli import __version__
+
+    model = None
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model"):
+                    model = value.strip()
+                    break
+    model = model or platform.processor() or platform.machine()
+
+    def probe(name: str) -> bool | None:
+        fn = getattr(torch.cpu, name, None)
+        try:
+            return bool(fn()) if fn is not None else None
+        except Exception:  # a private torch probe: unknown rather than a crash
+            return None
+
+    capability = None  # the widest SIMD set ATen's CPU kernels use here (e.g. AVX2, AVX512)
+    with contextlib.suppress(Exception):
+        capability = torch.backends.cpu.get_cpu_capability()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = {"model": model, "logical_cores": os.cpu_count(), "usable_cores": usable,
+           "capability": capability, "amx": probe("_is_amx_tile_supported"),
+           "avx512_bf16": probe("_is_avx512_bf16_supported"), "fast_bf16": cpu_has_fast_bf16()}
+
+    cuda = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            cuda.append({"index": i, "name": props.name, "capability": f"{props.major}.{props.minor}",
+                         "memory_gib": round(props.total_memory / 2**30, 1),
+                         "bf16": props.major >= 8})
+
+    device = select_device("auto")
+    if device.type == "cuda":
+        device_reason = f"CUDA is available: {cuda[0]['name']} (cuda:0)" if cuda else "CUDA is available"
+    elif torch.version.cuda is None:
+        device_reason = f"torch {torch.__version__} is a CPU-only build: no CUDA device can be used"
+    else:
+        device_reason = (f"torch {torch.__version__} was built for CUDA {torch.version.cuda} but sees no CUDA device "
+                         "(no GPU, no driver, or CUDA_VISIBLE_DEVICES hides it)")
+    dtype = resolve_precision(Precision.auto, device)
+    if device.type == "cuda":
+        precision_reason = (f"{cuda[0]['name'] if cuda else 'the GPU'} "
+                            + ("supports bf16" if dtype is torch.bfloat16 else "has no bf16 support: fp16 instead"))
+    elif dtype is torch.bfloat16:
+        features = " and ".join(n for n, ok in (("AMX", cpu["amx"]), ("AVX512-BF16", cpu["avx512_bf16"])) if ok)
+        precision_reason = f"this CPU has {features or 'native bf16'}: bf16 matmuls and convolutions run natively"
+    else:
+        precision_reason = "this CPU has no AMX/AVX512-BF16, bf16 would be emulated and slower"
+    auto = {"device": str(device), "device_reason": device_reason, "precision": precision_name(dtype),
+            "precision_reason": precision_reason,
+            "precision_note": "under auto, models whose outputs are not faithful in reduced precision, and "
+                              "exported .onnx / .torchscript files, run in fp32"}
+    return {
+        "unetcli": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cpu": cpu,
+        "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        "cuda": cuda,
+        "auto": auto,
+    }

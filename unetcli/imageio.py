@@ -13,6 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -141,6 +142,32 @@ def read_photo(path: str | os.PathLike) -> Photo:
     return Photo(rgb=rgb, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes)
 
 
+def photo_from_image(image: Image.Image | np.ndarray) -> Photo:
+    """An in-memory image -> :class:`Photo`, by the rules :func:`read_photo` applies to files.
+
+    Args:
+        image: a Pillow image in any mode (EXIF orientation applied), or a uint8 numpy array (H, W) gray,
+            (H, W, 3) RGB or (H, W, 4) RGBA.
+
+    Raises:
+        InputError: an array of another dtype or shape, or an object that is neither.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+            raise InputError(f"expected a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4), got {image.dtype} "
+                             f"{image.shape}")
+        image = Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    elif not isinstance(image, Image.Image):
+        raise InputError(f"expected a PIL image or a uint8 numpy array, got {type(image).__name__}")
+    notes = []
+    mode = image.mode
+    transposed = ImageOps.exif_transpose(image)
+    if transposed is not image and image.getexif().get(0x0112, 1) != 1:
+        notes.append("EXIF orientation applied")
+    rgb, alpha = _to_rgb_float(transposed)
+    return Photo(rgb=rgb, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes)
+
+
 def _to_rgb_float(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """Pillow image in any mode -> ((H, W, 3) float32 in [0, 1], (H, W) uint8 alpha or None)."""
     alpha = None
@@ -202,43 +229,75 @@ def fit_for_format(im: Image.Image, fmt: str) -> tuple[Image.Image, list[str]]:
 SAVE_OPTIONS = {"PNG": {"compress_level": 1}}
 
 
-def save_atomic(im: Image.Image, path: Path, fmt: str) -> None:
-    """Write ``im`` to ``path`` so that ``path`` is either absent or complete, never half-written.
+def temporary_name(path: Path) -> Path:
+    """The hidden temporary name beside ``path`` that :func:`atomic_write` writes first: ``.<name>.<pid>.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
-    The image is written to a hidden temporary name in the same folder, then renamed with ``os.replace``
-    (atomic on POSIX and Windows). Encoder settings come from :data:`SAVE_OPTIONS`. On any error the temporary
-    file is removed and the error re-raised.
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write to; when the block ends normally it is renamed to ``path``
+    with ``os.replace`` (atomic on POSIX and Windows), so ``path`` is either its old self or complete, never
+    half-written. On any error (or ``KeyboardInterrupt``) the temporary file is removed and the error re-raised.
+
+    The one way every writer of unetcli (outputs, weights, model cards, checkpoints, metrics, exports) writes a file;
+    :func:`remove_stale_temporaries` clears what a killed (``kill -9``) process left.
+
+    Example:
+        >>> with atomic_write(Path("out.json")) as tmp:  # doctest: +SKIP
+        ...     tmp.write_text("{}")
+    """
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_atomic(im: Image.Image, path: Path, fmt: str) -> None:
+    """Write ``im`` to ``path`` so that ``path`` is either absent or complete, never half-written
+    (:func:`atomic_write`); the parent folder is created. Encoder settings come from :data:`SAVE_OPTIONS`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         im.save(tmp, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
-def remove_stale_temporaries(targets: list[Path]) -> int:
-    """Delete the temporary files :func:`save_atomic` left for ``targets`` when a run was killed (``kill -9``).
+def _is_temporary_of(name: str, targets: set[str] | None) -> bool:
+    """True if ``name`` is ``.<target>.<pid>.tmp`` (:func:`temporary_name`) for one of ``targets`` (None: any)."""
+    stem, _, suffix = name.rpartition(".")
+    base, _, pid = stem.rpartition(".")
+    return (name.startswith(".") and suffix == "tmp" and pid.isdigit() and len(base) > 1
+            and (targets is None or base[1:] in targets))
 
-    Only names of the form ``.<target name>.<pid>.tmp`` next to one of ``targets`` are removed, so nothing but
-    this run's own would-be outputs is touched. Returns how many were removed.
+
+def remove_stale_temporaries(targets: list[Path] | None = None, *, folder: Path | None = None) -> int:
+    """Delete the temporary files :func:`atomic_write` left when a process was killed (``kill -9``).
+
+    Args:
+        targets: remove only ``.<target name>.<pid>.tmp`` next to one of these files, so nothing but a run's own
+            would-be outputs is touched (``predict``).
+        folder: remove every such temporary file in this folder (a training run's own folder).
+
+    Returns:
+        How many files were removed.
     """
-    by_folder: dict[Path, set[str]] = {}
-    for t in targets:
-        by_folder.setdefault(t.parent, set()).add(t.name)
+    by_folder: dict[Path, set[str] | None] = {}
+    for t in targets or []:
+        names = by_folder.setdefault(t.parent, set())
+        if names is not None:
+            names.add(t.name)
+    if folder is not None:
+        by_folder[Path(folder)] = None
     removed = 0
-    for folder, names in by_folder.items():
+    for where, names in by_folder.items():
         try:
-            entries = list(os.scandir(folder))
+            entries = list(os.scandir(where))
         except OSError:
             continue
         for entry in entries:
-            stem, _, suffix = entry.name.rpartition(".")
-            base, _, pid = stem.rpartition(".")
-            if (entry.name.startswith(".") and suffix == "tmp" and pid.isdigit() and base[1:] in names
-                    and entry.is_file(follow_symlinks=False)):
+            if _is_temporary_of(entry.name, names) and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1

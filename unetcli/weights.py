@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from unetcli.errors import WeightsError
+from unetcli.imageio import atomic_write
 from unetcli.models.registry import REGISTRY_VERSION, ModelSpec, get_spec
 
 #: Environment variable that points the tool at another folder of shipped-style weights.
@@ -63,10 +64,35 @@ def trained_input_size(spec: ModelSpec, weights: str | Path | None = None) -> in
     """
     path = Path(weights) if weights is not None else shipped_weights(spec)
     if path is not None and path.suffix == ".safetensors" and path.is_file():
-        size = read_card(path).get("input", {}).get("size")
+        card_input = read_card(path).get("input", {})
+        size = card_input.get("working_size", card_input.get("size"))
         if isinstance(size, int) and size > 0:
             return size
-    return spec.train_size
+    return spec.working_size or spec.train_size
+
+
+def load_pretrained_encoder(model: nn.Module, spec: ModelSpec) -> WeightsInfo:
+    """Load the shipped pretrained encoder named by ``spec.encoder_weights`` into ``model.encoder``.
+
+    The file is ``weights/encoders/<spec.encoder_weights>.safetensors`` (fp16, cast to float32), checked against
+    the sha256 in its card (which also records its source and licence).
+
+    Raises:
+        WeightsError: the file is missing, corrupt (checksum) or does not fit the encoder.
+    """
+    path = weights_dir() / "encoders" / f"{spec.encoder_weights}.safetensors"
+    if not path.is_file():
+        raise WeightsError(f"pretrained encoder {path} not found (rebuild it with examples/recipes/)")
+    digest = sha256_file(path)
+    card = read_card(path)
+    if card.get("sha256") and card["sha256"] != digest:
+        raise WeightsError(f"{path}: sha256 {digest[:12]}... does not match its card: the file is corrupt")
+    try:
+        state = {k: v.float() for k, v in load_file(str(path), device="cpu").items()}
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"{path}: not a readable weights file ({exc})") from exc
+    load_into(model.encoder, state, path, spec)
+    return WeightsInfo(path=path, sha256=digest, card=card)
 
 
 def sha256_file(path: Path) -> str:
@@ -171,14 +197,10 @@ def save_weights(model: nn.Module, path: Path, card: dict, dtype: torch.dtype = 
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
                for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={"model": str(card.get("model", "")),
                                                "registry_version": str(REGISTRY_VERSION)})
         os.chmod(tmp, 0o644)  # safetensors creates files owner-only; weights are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     card = {**card, "file": path.name, "dtype": str(dtype).replace("torch.", ""),
             "registry_version": REGISTRY_VERSION, "sha256": sha256_file(path)}
     write_json_atomic(card_path(path), card)
@@ -186,10 +208,6 @@ def save_weights(model: nn.Module, path: Path, card: dict, dtype: torch.dtype = 
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """Write ``data`` as indented JSON via a temporary file and ``os.replace`` (:func:`atomic_write`)."""
+    with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

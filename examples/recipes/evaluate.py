@@ -62,6 +62,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--ship", action="store_true", help="copy weights and card into weights/")
+    ap.add_argument("--real-people", type=Path, default=Path("data/real-people/val"),
+                    help="segmentation: held-out real photos of people with teacher masks "
+                         "(examples/recipes/make_real_people.py); skipped if missing")
+    ap.add_argument("--no-people", type=Path, default=Path("data/no-people"),
+                    help="segmentation: real photos without people (all-zero masks); skipped if missing")
     args = ap.parse_args()
     precisions = ["fp32"] + (["bf16"] if cpu_has_fast_bf16() else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,8 +76,9 @@ def main() -> int:
             held_out = [Path(p) for p in split["val"]]
             weights = next(p for p in run.glob("*.safetensors") if p.stem not in ("best",))
             card = read_card(weights)
-            if card["model"] == "unet-seg":
-                _evaluate_segmentation(weights, card, Path(split["val_data"]), precisions)
+            if card["model"].startswith("unet-seg"):
+                _evaluate_segmentation(weights, card, Path(split["val_data"]), precisions,
+                                       args.real_people, args.no_people)
                 _ship(weights, args.ship)
                 continue
             colorize = card["model"] == "unet-colorize"
@@ -107,24 +113,42 @@ def _ship(weights: Path, ship: bool) -> None:
         print(f"shipped {dest / weights.name}")
 
 
-def _evaluate_segmentation(weights: Path, card: dict, val_data: Path, precisions: list[str]) -> None:
-    """unet-seg: IoU / Dice at full resolution on the held-out composites (--val-data of the run: people and
-    background packages never seen in training), per precision."""
-    evaluation = {"resolution": "full (each composite at its own size; probabilities upsampled, then 0.5)",
+def _evaluate_segmentation(weights: Path, card: dict, val_data: Path, precisions: list[str], real_people: Path,
+                           no_people: Path) -> None:
+    """Segmentation: IoU / Dice at full resolution, per precision, on the held-out composites (--val-data of the run:
+    people and background packages never seen in training), on held-out real photos of people (teacher masks),
+    and the fraction of pixels marked as person on real photos without people."""
+    evaluation = {"resolution": "full (each image at its own size; probabilities upsampled, then 0.5)",
                   "held_out_data": str(val_data),
                   "units": "IoU and Dice of the person mask per image, mean/min over images; an image with no "
-                           "person predicted empty scores 1"}
+                           "person predicted empty scores 1; marked_fraction: person pixels / all pixels"}
+    sets = [("held_out", val_data)] + [(name, folder) for name, folder in (("real_people", real_people),
+                                                                          ("no_people", no_people))
+                                       if (folder / "images").is_dir()]
     for precision in precisions:
-        rows = evaluate_masks("unet-seg", val_data, weights=str(weights), precision=precision, workers=2)
-        with_people = [r for r in rows if r["true_pixels"]]
-        entry = {k: _summary(rows, k) for k in ("iou", "dice")}
-        entry["iou_images_with_people"] = _summary(with_people, "iou")
-        union = sum(r["union_pixels"] for r in rows)  # IoU over all pixels of all images
-        entry["iou_pooled"] = round(sum(r["intersection_pixels"] for r in rows) / union if union else 1.0, 4)
-        entry["worst"] = sorted(({"image": Path(r["image"]).name, "iou": round(r["iou"], 3)} for r in rows),
-                                key=lambda r: r["iou"])[:5]
-        evaluation[f"held_out_{precision}"] = entry
-        print(weights, precision, {k: entry[k] for k in ("iou", "dice", "iou_images_with_people")}, flush=True)
+        for set_name, folder in sets:
+            rows = evaluate_masks(card["model"], folder, weights=str(weights), precision=precision, workers=2)
+            marked = sum(r["predicted_pixels"] for r in rows) / sum(r["size"][0] * r["size"][1] for r in rows)
+            if set_name == "no_people":
+                entry = {"marked_fraction": round(marked, 5), "n": len(rows),
+                         "worst": sorted(({"image": Path(r["image"]).name,
+                                           "marked": round(r["predicted_pixels"] / (r["size"][0] * r["size"][1]), 4)}
+                                          for r in rows), key=lambda r: -r["marked"])[:5]}
+                print(weights, precision, set_name, entry["marked_fraction"], flush=True)
+                evaluation[f"{set_name}_{precision}"] = entry
+                continue
+            with_people = [r for r in rows if r["true_pixels"]]
+            entry = {k: _summary(rows, k) for k in ("iou", "dice")}
+            entry["iou_images_with_people"] = _summary(with_people, "iou")
+            union = sum(r["union_pixels"] for r in rows)  # IoU over all pixels of all images
+            entry["iou_pooled"] = round(sum(r["intersection_pixels"] for r in rows) / union if union else 1.0, 4)
+            entry["per_image" if set_name == "real_people" else "worst"] = sorted(
+                ({"image": Path(r["image"]).name, "iou": round(r["iou"], 3)} for r in rows),
+                key=lambda r: r["iou"])[:None if set_name == "real_people" else 5]
+            evaluation[f"{set_name}_{precision}"] = entry
+            print(weights, precision, set_name, {k: entry[k] for k in ("iou", "dice", "iou_images_with_people")},
+                  flush=True)
+        evaluation["data"] = {name: str(folder) for name, folder in sets}
     card.setdefault("metrics", {})["evaluation"] = evaluation
     write_json_atomic(weights.with_suffix(".json"), card)
 

@@ -1,20 +1,27 @@
-"""The ``unetcli`` Typer app: wires the commands, nothing else (one file per command, as in rembg and Typer's docs)."""
+"""The ``unetcli`` Typer app: wires the commands, nothing else (one file per command, as in rembg and Typer's docs).
+
+The app is built on first use (``unetcli.cli.app`` or :func:`main`), so that ``unetcli --version`` answers without
+importing torch or the commands.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
+from typing import Annotated
 
 import typer
-
-from unetcli import __version__, console
-from unetcli.cli.export import export
-from unetcli.cli.models import models
-from unetcli.cli.predict import predict
-from unetcli.cli.summary import summary
-from unetcli.cli.train import train
 from rich.markup import escape
 
+from unetcli import __version__, console
 from unetcli.errors import EXIT_INTERRUPTED, UnetcliError
+
+#: The commands in the order ``unetcli --help`` lists them: (name, module under unetcli.cli, function).
+COMMANDS = (("models", "models"), ("summary", "summary"), ("env", "env"), ("train", "train"),
+            ("predict", "predict"), ("export", "export"))
+
+_APP = None
 
 
 def _clean_errors(command):
@@ -33,32 +40,50 @@ def _clean_errors(command):
     return wrapper
 
 
-app = typer.Typer(
-    name="unetcli",
-    help="Train and run U-Net image models (colorize, decolorize, segment) on folders of photos.\n\n"
-         "Exit codes: 0 done, 1 some files failed (or an export failed its check), 2 usage or set-up error, "
-         "130 interrupted.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
-for _name, _command in (("models", models), ("summary", summary), ("train", train), ("predict", predict),
-                         ("export", export)):
-    app.command(_name)(_clean_errors(_command))
-
-
-def _version(value: bool) -> None:
+def _print_version(value: bool) -> None:
     if value:
         console.out.print(f"unetcli {__version__}")
         raise typer.Exit()
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False) -> None:
     """Train and run U-Net image models on folders of photos."""
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def _build_app():
+    """The Typer app with every command registered (imports the commands, and with them torch)."""
+    app = typer.Typer(
+        name="unetcli",
+        help="Train and run U-Net image models (colorize, decolorize, segment) on folders of photos.\n\n"
+             "Exit codes: 0 done, 1 some files failed (or an export failed its check), 2 usage or set-up error, "
+             "130 interrupted.",
+        no_args_is_help=True,
+        add_completion=True,
+        rich_markup_mode="markdown",
+        pretty_exceptions_show_locals=False,
+    )
+    for name, module in COMMANDS:
+        command = getattr(importlib.import_module(f"unetcli.cli.{module}"), name)
+        app.command(name)(_clean_errors(command))
+    app.callback()(_root)
+    return app
+
+
+def __getattr__(name: str):
+    """``unetcli.cli.app``: the Typer app, built on first access."""
+    if name == "app":
+        global _APP
+        if _APP is None:
+            _APP = _build_app()
+        return _APP
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (also ``python -m unetcli``)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--version" in args and all(a.startswith("-") for a in args):  # no command named: answer before torch loads
+        console.out.print(f"unetcli {__version__}")
+        return
+    __getattr__("app")(args=args, prog_name="unetcli")

@@ -11,21 +11,22 @@ from rich.markup import escape
 
 from unetcli import console
 from unetcli.cli.options import JsonOpt, ModelArg, WeightsOpt, parse_size
-from unetcli.engine.export import DEFAULT_OPSET, ExportFormat, ExportOptions, export_model
+from unetcli.engine.export import DEFAULT_OPSET, ExportOptions, export_model
 
 
 def export(
     model: ModelArg,
-    export_format: Annotated[ExportFormat, typer.Option(
-        "--format", "-f", help=escape("onnx (onnxruntime, OpenVINO, TensorRT ...; needs "
-                                      "`pip install 'unetcli[export]'`) or torchscript (LibTorch / C++)."))
-    ] = ExportFormat.onnx,
+    export_format: Annotated[str, typer.Option(
+        "--format", "-f", metavar="[onnx|torchscript]",
+        help="onnx (onnxruntime, OpenVINO, TensorRT ...; needs `pip install 'unetcli[export]'`) or "
+             "torchscript (LibTorch / C++); or a format a plugin registered (unetcli.formats).")
+    ] = "onnx",
     weights: WeightsOpt = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="File to write; default MODEL.onnx or MODEL.torchscript in the current folder.",
         show_default=False)] = None,
     opset: Annotated[Optional[int], typer.Option(
-        "--opset", help=escape(f"ONNX opset, {DEFAULT_OPSET} or newer [default: {DEFAULT_OPSET}]."),
+        "--opset", help=f"ONNX opset, {DEFAULT_OPSET} or newer [default: {DEFAULT_OPSET}].",
         show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "-b", min=1, help="N of the example input. The file accepts any N regardless.")] = 1,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from unetcli import console
@@ -13,7 +16,9 @@ from unetcli.weights import read_card, shipped_weights
 
 
 def models(json_out: JsonOpt = False) -> None:
-    """List the registry: name, aliases, task, in/out channels, parameters and shipped weights."""
+    """List the registry: name, aliases, task, in/out channels, parameters and shipped weights (epochs trained).
+
+    Details of one model and its weights: `unetcli summary MODEL`."""
     rows = []
     for name in list_models():
         spec = get_spec(name)
@@ -28,11 +33,22 @@ def models(json_out: JsonOpt = False) -> None:
     if json_out:
         console.out.print_json(json.dumps(rows))
         return
-    table = Table(title="unetcli model registry")
-    for col in ("name", "aliases", "task", "in -> out", "params", "shipped weights"):
-        table.add_column(col, justify="right" if col == "params" else "left", no_wrap=True)
+    table = Table(title="unetcli model registry", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    # Names and numbers never wrap or get cut (on terminals of 60 columns or more); aliases and task wrap instead.
+    table.add_column("name", no_wrap=True)
+    table.add_column("aliases", overflow="fold", min_width=5)
+    table.add_column("task", overflow="fold", min_width=4)
+    table.add_column("in/out", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("weights", no_wrap=True)
     for r in rows:
-        weights = f"yes ({r['weights_epochs']} epochs)" if r["weights"] else "no"
+        weights = f"{r['weights_epochs']} epochs" if r["weights"] and r["weights_epochs"] else (
+            "yes" if r["weights"] else "-")
         table.add_row(r["name"], ", ".join(r["aliases"]) or "-", r["task"],
-                      f"{r['in_channels']} -> {r['out_channels']}", f"{r['params']:,}", weights)
-    console.out.print(table)
+                      f"{r['in_channels']}->{r['out_channels']}", f"{r['params']:,}", weights)
+    out = console.out
+    if not out.is_terminal:  # a pipe or a file: as wide as the rows need, so `| grep` sees whole rows
+        needed = Measurement.get(out, out.options.update_width(10_000), table).maximum
+        if needed > out.width:
+            out = Console(file=out.file, width=needed, highlight=False, color_system=out.color_system)
+    out.print(table)

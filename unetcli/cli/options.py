@@ -11,30 +11,35 @@ import typer
 from unetcli.devices import Precision
 from unetcli.errors import UsageError
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registry model name or alias (see `unetcli models`).",
-                                       show_default=False)]
-ModelArg = Annotated[str, typer.Argument(help="Registry model name or alias (see `unetcli models`).",
-                                         show_default=False)]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", metavar="MODEL", show_default=False,
+                                       help="Registry model name or alias (see `unetcli models`).")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
+                                         help="Registry model name or alias (see `unetcli models`).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(
-    "--weights", "-w", help="Weights file (.safetensors, or a training checkpoint .pt) instead of the shipped ones.")]
+    "--weights", "-w", metavar="FILE",
+    help="Weights file (.safetensors, or a training checkpoint .pt) instead of the shipped ones.")]
 PredictWeightsOpt = Annotated[Optional[Path], typer.Option(
-    "--weights", "-w", help="Weights file (.safetensors, or a training checkpoint .pt) instead of the shipped ones, "
-                            "or a file written by `unetcli export`: .onnx runs on onnxruntime, .torchscript on "
-                            "torch.jit (both in fp32).")]
+    "--weights", "-w", metavar="FILE",
+    help="Weights file (.safetensors, or a training checkpoint .pt) instead of the shipped ones, or a file written "
+         "by `unetcli export`: .onnx runs on onnxruntime, .torchscript on torch.jit (both in fp32).")]
 DeviceOpt = Annotated[str, typer.Option(
-    "--device", "-d", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N. Asking for CUDA where there "
-                           "is none is an error, never a silent fallback.")]
+    "--device", "-d", metavar="DEVICE",
+    help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N. Asking for CUDA where there is none is an error, "
+         "never a silent fallback. `unetcli env` shows what auto picks here.")]
 PrecisionOpt = Annotated[Precision, typer.Option(
-    "--precision", help="auto: bf16 autocast on CPUs with AMX/AVX512-BF16 and on CUDA where the model stays "
-                        "faithful in it, else fp32.")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0,
+    "--precision", metavar="PRECISION",
+    help=f"{', '.join(p.value for p in Precision)}. auto: bf16 autocast on CPUs with AMX/AVX512-BF16 and on CUDA "
+         "where the model stays faithful in it, else fp32 (`unetcli env` shows what it picks here).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, metavar="N", help="Images per batch.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0, metavar="N",
                                          help="DataLoader worker processes that decode images while the model runs.")]
 SizeOpt = Annotated[Optional[int], typer.Option(
-    "--size", min=16, help="Working size in pixels (square) for models that do not run at full resolution; "
-                           "default: the size the weights were trained at.")]
+    "--size", min=16, metavar="PX",
+    help="Working size in pixels (square) for models that do not run at full resolution. "
+         "[default: the size the weights were trained at]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables.")]
-OutDirArg = Annotated[Path, typer.Argument(help="Output folder (created if needed).", show_default=False)]
+OutDirArg = Annotated[Path, typer.Argument(metavar="OUTPUT", show_default=False,
+                                           help="Output folder (created if needed).")]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -16,7 +16,7 @@ from unetcli import console
 from unetcli.cli.options import (BatchSizeOpt, DeviceOpt, ModelOpt, OutDirArg, PrecisionOpt, PredictWeightsOpt,
                                  SizeOpt, WorkersOpt, parse_shard)
 from unetcli.devices import Precision
-from unetcli.engine.predict import FileResult, PredictOptions
+from unetcli.engine.predict import FileResult, PredictOptions, PredictSummary
 from unetcli.engine.predict import predict as run_predict
 from unetcli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, UsageError
 
@@ -111,6 +111,21 @@ def predict(
         report_file = open(report, "a", encoding="ascii") if report is not None else None
     except OSError as exc:
         raise UsageError(f"--report {report}: cannot open it for writing ({exc.strerror or exc})") from exc
+    try:
+        s = run_predict(opts, on_result=_reporter(report_file, json_lines, quiet),
+                        show_progress=None if not quiet else False)
+    except KeyboardInterrupt:  # during set-up (loading weights ...): nothing was written yet
+        console.err.print("interrupted before any file was processed")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if report_file is not None:
+            report_file.close()
+    _finish(s, output, quiet)
+
+
+def _reporter(report_file, json_lines: bool, quiet: bool) -> Callable[[FileResult], None]:
+    """The per-file callback of ``predict``: JSON lines to ``--report`` / stdout (``--json``), failures and notes
+    on stderr."""
 
     def on_result(r: FileResult) -> None:
         if report_file is not None or json_lines:
@@ -126,14 +141,11 @@ def predict(
         elif r.notes and not quiet and r.status == "done":
             console.err.print(f"note: {escape(r.input)}: {escape('; '.join(r.notes))}")
 
-    try:
-        s = run_predict(opts, on_result=on_result, show_progress=None if not quiet else False)
-    except KeyboardInterrupt:  # during set-up (loading weights ...): nothing was written yet
-        console.err.print("interrupted before any file was processed")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        if report_file is not None:
-            report_file.close()
+    return on_result
+
+
+def _finish(s: PredictSummary, output: Path, quiet: bool) -> None:
+    """Print the final count line and exit with the run's code (130 interrupted, 1 some failed)."""
     line = f"done {s.done}, skipped {s.skipped}, failed {s.failed}"
     if s.not_started:
         line += f", not started {s.not_started}"

@@ -20,51 +20,66 @@ from unetcli.errors import EXIT_INTERRUPTED, UsageError
 
 
 def train(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registry model name or alias.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", metavar="MODEL", help="Registry model name or alias (see `unetcli models`).")] = None,
     data: Annotated[Optional[Path], typer.Option(
-        "--data", help="Folder of photos (searched recursively); unet-seg: a folder with images/ and masks/ "
-                       "(same file stems; masks 8-bit PNG, 0/255 for one class, indices 0..N-1 for several).")] = None,
+        "--data", metavar="DIR",
+        help="Folder of photos (searched recursively); unet-seg: a folder with images/ and masks/ (same file stems; "
+             "masks 8-bit PNG, 0/255 for one class, indices 0..N-1 for several).")] = None,
     val_data: Annotated[Optional[Path], typer.Option(
-        "--val-data", help="Validate on this folder (same layout as --data) instead of a random --val-split of "
-                           "--data, e.g. to keep whole people or scenes unseen.")] = None,
+        "--val-data", metavar="DIR",
+        help="Validate on this folder (same layout as --data) instead of a random --val-split of --data, e.g. to "
+             "keep whole people or scenes unseen.")] = None,
     classes: Annotated[Optional[int], typer.Option(
-        "--classes", min=1, help="unet-seg: number of classes (1: sigmoid, BCE + soft Dice; N > 1: softmax, "
-                                 "cross-entropy + soft Dice, class 0 = background) [default: 1].")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder; default runs/<model>.")] = None,
+        "--classes", min=1, metavar="N",
+        help="unet-seg: number of classes (1: sigmoid, BCE + soft Dice; N > 1: softmax, cross-entropy + soft Dice, "
+             "class 0 = background). [default: 1]")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", metavar="DIR", help="Run folder. [default: runs/MODEL]")] = None,
     resume: Annotated[Optional[Path], typer.Option(
-        "--resume", help="Continue the run in this folder from its last checkpoint (model, data and "
-                         "hyper-parameters come from the run).")] = None,
+        "--resume", metavar="RUN",
+        help="Continue the run in this folder from its last checkpoint (model, data and hyper-parameters come "
+             "from the run).")] = None,
     weights: Annotated[Optional[Path], typer.Option(
-        "--weights", "-w", help="Start from these weights (.safetensors) instead of a random initialisation "
-                                "(fine-tuning).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Total epochs of the run.")] = 10,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Crops per batch "
-                                                                                          "[default: 16].")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="Adam learning rate [default: the "
-                                                                       "seed's, 1e-3].")] = None,
-    size: Annotated[Optional[int], typer.Option("--size", min=16, help="Crop size in pixels (multiple of 16) "
-                                                                        "[default: the model's].")] = None,
+        "--weights", "-w", metavar="FILE",
+        help="Start from these weights (.safetensors) instead of a random initialisation (fine-tuning).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, metavar="N", help="Total epochs of the run.")] = 10,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", "-b", min=1, metavar="N", help="Crops per batch. [default: 16]")] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", min=0.0, metavar="LR", help="Adam learning rate. [default: the model's, 1e-3]")] = None,
+    size: Annotated[Optional[int], typer.Option(
+        "--size", min=16, metavar="PX", help="Crop size in pixels (multiple of 16). [default: the model's]")] = None,
     crops_per_photo: Annotated[Optional[int], typer.Option(
-        "--crops-per-photo", min=1, help="Random crops drawn from each training photo per epoch [default: 1].")] = None,
+        "--crops-per-photo", min=1, metavar="N",
+        help="Random crops drawn from each training photo per epoch. [default: 1]")] = None,
     freeze_bn_after: Annotated[Optional[int], typer.Option(
-        "--freeze-bn-after", min=0, help="From this epoch on, BatchNorm layers use fixed running statistics "
-                                         "(precise regression fits; fine-tuning).")] = None,
-    val_split: Annotated[Optional[float], typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of photos "
-                                                                    "held out for validation [default: 0.1].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for split, init and "
-                                                               "augmentation [default: 0].")] = None,
+        "--freeze-bn-after", min=0, metavar="EPOCH",
+        help="From this epoch on, BatchNorm layers use fixed running statistics (precise regression fits; "
+             "fine-tuning). [default: never]")] = None,
+    freeze_encoder_epochs: Annotated[Optional[int], typer.Option(
+        "--freeze-encoder-epochs", min=0, metavar="N",
+        help="Models with a pretrained encoder: train only the decoder for the first N epochs (small data "
+             "sets). [default: 0]")] = None,
+    val_split: Annotated[Optional[float], typer.Option(
+        "--val-split", min=0.0, max=0.9, metavar="F",
+        help="Fraction of photos held out for validation. [default: 0.1]")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", metavar="N", help="Random seed for split, init and augmentation. [default: 0]")] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(
-        "--lr-schedule", help="constant (the seeds') or cosine (anneal to 1% of --lr over --epochs) "
-                              "[default: constant].")] = None,
+        "--lr-schedule", metavar="NAME",
+        help="constant (the seeds') or cosine (anneal to 1% of --lr over --epochs). [default: constant]")] = None,
     save_every: Annotated[float, typer.Option(
-        "--save-every", min=0.0, help="Minutes between checkpoints within an epoch, so a killed run loses at most "
-                                      "this much (0: only at the end of each epoch; single-process runs).")] = 10.0,
+        "--save-every", min=0.0, metavar="MIN",
+        help="Minutes between checkpoints within an epoch, so a killed run loses at most this much (0: only at the "
+             "end of each epoch; single-process runs).")] = 10.0,
     nproc: Annotated[int, typer.Option(
-        "--nproc", min=1, help="Train with N processes on this machine (runs this command under torchrun; "
-                               "for several machines call torchrun yourself, see the README).")] = 1,
+        "--nproc", min=1, metavar="N",
+        help="Train with N processes on this machine (runs this command under torchrun; for several machines call "
+             "torchrun yourself, see the README).")] = 1,
     sync_bn: Annotated[bool, typer.Option(
-        "--sync-bn", help="Distributed runs: BatchNorm statistics over the whole effective batch "
-                          "(SyncBatchNorm), for small per-process batches.")] = False,
+        "--sync-bn", help="Distributed runs: BatchNorm statistics over the whole effective batch (SyncBatchNorm), "
+                          "for small per-process batches.")] = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.auto,
     workers: WorkersOpt = 2,
@@ -73,8 +88,9 @@ def train(
 
     The target is computed from each photo (gray models: skimage rgb2gray; colorize: the photo's colours);
     unet-seg learns the masks in DATA/masks.
+
     Ctrl-C or SIGTERM stops after the current batch with a checkpoint (exit 130); --resume RUN continues from it,
-    within the epoch too.
+    within the epoch too; model, data and hyper-parameters then come from the run (leave their options out).
     """
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(launch_local(nproc, _without_nproc(sys.argv[1:])))
@@ -86,7 +102,8 @@ def train(
     opts = TrainOptions(out=Path(run_dir), model=model, data=data, val_data=val_data, classes=classes,
                         epochs=epochs, batch_size=batch_size, lr=lr,
                         size=size, val_split=val_split, seed=seed, lr_schedule=lr_schedule, init_weights=weights,
-                        crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after, sync_bn=sync_bn,
+                        crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after,
+                        freeze_encoder_epochs=freeze_encoder_epochs, sync_bn=sync_bn,
                         save_every=save_every,
                         device=device, precision=precision.value,
                         workers=workers, resume=resume is not None)

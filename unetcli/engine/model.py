@@ -9,6 +9,7 @@ from torch import nn
 
 from unetcli.errors import WeightsError
 from unetcli.models.registry import ModelSpec
+from unetcli.tasks import task_class
 from unetcli.weights import WeightsInfo, load_into, load_state, shipped_weights
 
 
@@ -21,8 +22,8 @@ def load_model(spec: ModelSpec, weights: str | Path | None = None, device: torch
         weights: a ``.safetensors`` file (or a ``unetcli train`` checkpoint ``.pt``); None takes the shipped
             ``weights/<name>.safetensors``.
         device: target device (default CPU).
-        **model_kwargs: passed to the model class; for ``unet-seg`` ``num_classes`` is read from the
-            weights (the shape of ``out.weight``) when not given.
+        **model_kwargs: passed to the model class; what is not given is read from the weights by the task
+            (:meth:`unetcli.tasks.Task.model_kwargs`: ``num_classes`` for segmentation, from ``out.weight``).
 
     Raises:
         WeightsError: no shipped weights and none given, or the file is missing, corrupt or of another
@@ -33,9 +34,7 @@ def load_model(spec: ModelSpec, weights: str | Path | None = None, device: torch
         raise WeightsError(f"{spec.name} has no shipped weights yet; train some with "
                            f"`unetcli train --model {spec.name} ...` and pass --weights RUN/{spec.name}.safetensors")
     state, info = load_state(path, spec)
-    if spec.task == "segment" and "num_classes" not in model_kwargs and "out.weight" in state:
-        model_kwargs["num_classes"] = state["out.weight"].shape[0]
-    model = spec.factory(**model_kwargs)
+    model = spec.factory(**{**task_class(spec).model_kwargs(spec, state), **model_kwargs})
     load_into(model, state, path, spec)
     device = device or torch.device("cpu")
     model = model.to(device=device, memory_format=torch.channels_last).eval()

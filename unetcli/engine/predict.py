@@ -1,4 +1,5 @@
-"""Prediction: DataLoader -> same-size batches -> model -> task post-processing -> atomic writer.
+"""The batch runner of ``unetcli predict``: files -> DataLoader -> :class:`~unetcli.engine.predictor.Predictor`
+(same-size batches, or tiles) -> task post-processing -> atomic writer; fail-fast, report, interrupts.
 
 Decoding and preparing run in DataLoader worker processes while the model runs; post-processing and encoding
 run in writer threads (:data:`WRITER_THREADS`). Images are grouped into batches by their input shape.
@@ -19,20 +20,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from unetcli.data import PredictDataset, keep_sample
-from unetcli.devices import autocast, precision_name, resolve_precision, select_device
-from unetcli.engine.backends import is_exported, load_backend
-from unetcli.engine.tiling import predict_tiled
+from unetcli.data import Loader, PredictDataset, keep_sample
+from unetcli.engine.predictor import Predictor, compile_for_inference  # noqa: F401 - compile_for_inference re-exported
 from unetcli.errors import UsageError
 from unetcli.imageio import (ALPHA_FORMATS, collect_inputs, collect_listed, fit_for_format, image_format_for,
                              remove_stale_temporaries, save_atomic)
 from unetcli.models.registry import get_spec
-from unetcli.tasks import make_task
-from unetcli.weights import trained_input_size
+from unetcli.tasks import task_class
 
 
 #: Threads that post-process and encode outputs while the model runs.
@@ -140,22 +136,6 @@ def take_shard(plan: list, shard: tuple[int, int] | None) -> list:
     return plan[k - 1::n]
 
 
-def compile_for_inference(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.compile`` (Inductor) with the weights frozen as constants, for ``predict --compile``.
-
-    Inductor then fuses the element-wise work around the convolutions (ReLU, padding, casts) that eager mode runs
-    as separate passes: the unet-colorize bf16 forward went from 43 % to 64 % of the bf16 matmul peak
-    (benchmarks/README.md). Compiling costs about 15 s per new input shape (working-size models and tiles keep
-    one shape; a folder of differently sized photos for a full-resolution model recompiles, and after
-    ``torch._dynamo.config.cache_size_limit`` shapes it falls back to eager). ``model`` is a PyTorch module;
-    ``predict`` refuses ``--compile`` for exported models before loading anything.
-    """
-    import torch._inductor.config as inductor_config  # the documented switch for frozen-weight inference
-
-    inductor_config.freezing = True
-    return torch.compile(model)
-
-
 def check_writable(out_dir: Path) -> None:
     """Create ``out_dir`` and prove a file can be written there, before any work.
 
@@ -189,41 +169,25 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
         KeyboardInterrupt: only while setting up; once files are processed an interrupt returns a summary
             with ``interrupted`` set (files in flight finished, nothing half-written left).
     """
-    spec = get_spec(opts.model)
+    get_spec(opts.model)  # an unknown model is the first error
     fmt = image_format_for(opts.ext)
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size {opts.batch_size}: must be at least 1")
-    divisor = getattr(spec.factory, "size_divisor", 16)
-    overlap = getattr(spec.factory, "tile_overlap", 64)
-    tile = opts.tile if spec.full_resolution else 0
-    if tile and (tile % 16 or tile < 2 * overlap):
-        raise UsageError(f"--tile {opts.tile}: must be 0 (no tiling) or a multiple of 16 of at least "
-                         f"{max(16, 2 * overlap)} for {spec.name} (its tiles overlap by {overlap} px)")
-    if opts.compile and is_exported(opts.weights):
-        raise UsageError("--compile: only for PyTorch weights (.safetensors / .pt), not exported models")
-    device = select_device(opts.device)
-    dtype = resolve_precision(opts.precision, device, auto_ok=spec.bf16_faithful and not is_exported(opts.weights))
-    size = opts.size or trained_input_size(spec, opts.weights)
-    if spec.task == "segment":
-        task = make_task(spec, size=size, threshold=opts.threshold, output_type=opts.output_type,
-                         palette=opts.palette)
-        if opts.output_type == "cutout" and fmt not in ALPHA_FORMATS:
-            raise UsageError(f"--output-type cutout writes an alpha channel, which {fmt} cannot store; "
-                             f"use --ext .png, .webp or .tif")
-    elif opts.output_type != "mask" or opts.palette:
-        raise UsageError(f"--output-type / --palette: only for unet-seg, not {spec.name}")
-    else:
-        task = make_task(spec, size=size)
+    predictor = Predictor.configure(opts.model, weights=opts.weights, device=opts.device, precision=opts.precision,
+                                    tile=opts.tile, size=opts.size, compile=opts.compile, batch_size=opts.batch_size,
+                                    **task_options(opts))
+    renderer = predictor.task.renderer
+    if renderer is not None and renderer.alpha and fmt not in ALPHA_FORMATS:
+        raise UsageError(f"--output-type {renderer.name} writes an alpha channel, which {fmt} cannot store; "
+                         f"use --ext .png, .webp or .tif")
     inputs = (collect_listed(opts.files_from, opts.source) if opts.files_from is not None
               else collect_inputs(opts.source, opts.recursive))
     # Output names are planned on the whole sorted list, so every shard names every file the same way.
     plan = take_shard(plan_outputs(inputs, Path(opts.output), opts.ext), opts.shard)
     check_writable(Path(opts.output))
-    model = load_backend(spec, opts.weights, device, dtype)  # PyTorch weights, or an .onnx / TorchScript export
-    if opts.compile:
-        model = compile_for_inference(model)
+    predictor.load()  # PyTorch weights, or an .onnx / TorchScript export
 
-    summary = PredictSummary(device=str(device), precision=precision_name(dtype))
+    summary = PredictSummary(device=str(predictor.device), precision=predictor.precision)
     report = on_result or (lambda r: None)
     todo = []
     for src, dst in plan:
@@ -236,14 +200,23 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
         return summary
     remove_stale_temporaries([dst for _, dst in todo])  # left by a run killed while writing these outputs
 
-    loader = DataLoader(PredictDataset([s for s, _ in todo], task), batch_size=None, collate_fn=keep_sample,
-                        num_workers=max(0, opts.workers), pin_memory=device.type == "cuda")
-    runner = _BatchRunner(opts, task, model, device, dtype, fmt, todo, summary, report,
-                          tile=tile, overlap=overlap, divisor=divisor)
+    loader = Loader(PredictDataset([s for s, _ in todo], predictor.task), batch_size=None,
+                        collate_fn=keep_sample, num_workers=max(0, opts.workers),
+                        pin_memory=predictor.device.type == "cuda")
+    runner = _BatchRunner(opts, predictor, fmt, todo, summary, report)
     runner.run(loader, show_progress)
     summary.stopped = runner.stop
     summary.not_started = len(todo) - summary.done - summary.failed
     return summary
+
+
+def task_options(opts: PredictOptions) -> dict:
+    """The task options ``predict`` passes on: ``threshold`` to tasks that take one (other tasks ignore it, as
+    before), ``output_type`` / ``palette`` only when set (a task without output types refuses them)."""
+    options = {"threshold": opts.threshold} if "threshold" in task_class(get_spec(opts.model)).options else {}
+    if opts.output_type != "mask" or opts.palette:
+        options.update(output_type=opts.output_type, palette=opts.palette)
+    return options
 
 
 class _BatchRunner:
@@ -254,12 +227,10 @@ class _BatchRunner:
     most ``2 * batch_size`` outputs (one for full-size tiled outputs) wait for the writers: memory stays bounded.
     """
 
-    def __init__(self, opts: PredictOptions, task, model, device: torch.device, dtype: torch.dtype | None, fmt: str,
-                 todo: list[tuple[Path, Path]], summary: PredictSummary, report: Callable[[FileResult], None],
-                 tile: int, overlap: int, divisor: int) -> None:
-        self.opts, self.task, self.model, self.device, self.dtype, self.fmt = opts, task, model, device, dtype, fmt
+    def __init__(self, opts: PredictOptions, predictor: Predictor, fmt: str, todo: list[tuple[Path, Path]],
+                 summary: PredictSummary, report: Callable[[FileResult], None]) -> None:
+        self.opts, self.predictor, self.task, self.fmt = opts, predictor, predictor.task, fmt
         self.todo, self.summary, self.report = todo, summary, report
-        self.tile, self.overlap, self.divisor = tile, overlap, divisor
         self.started = {i: 0.0 for i in range(len(todo))}
         self.pending: list[tuple[Future, int, list[str]]] = []
         self.buckets: dict[tuple, list[dict]] = defaultdict(list)
@@ -267,7 +238,7 @@ class _BatchRunner:
         self.bar: tqdm | None = None
         self.writer: ThreadPoolExecutor | None = None
 
-    def run(self, loader: DataLoader, show_progress: bool | None) -> None:
+    def run(self, loader: Loader, show_progress: bool | None) -> None:
         """Process every sample of ``loader``; an interrupt finishes the writes in flight and sets
         ``summary.interrupted``."""
         opts = self.opts
@@ -282,10 +253,10 @@ class _BatchRunner:
                 self.started[i] = time.perf_counter() - sample.get("seconds", 0.0)
                 if sample["error"] is not None:
                     self.fail(i, sample["error"])
-                elif self.tile and max(sample["input"].shape[1:]) > self.tile:
+                elif self.predictor.needs_tiling(sample["input"]):
                     self.run_tiled(sample)
                 else:
-                    key = self.padded_shape(sample["input"])
+                    key = self.predictor.padded_shape(sample["input"])
                     self.buckets[key].append(sample)
                     if len(self.buckets[key]) >= opts.batch_size:
                         self.run_batch(self.buckets.pop(key))
@@ -337,28 +308,11 @@ class _BatchRunner:
         save_atomic(image, dst, self.fmt)
         return notes
 
-    def padded_shape(self, x: torch.Tensor) -> tuple[int, int, int]:
-        """(C, h, w) -> the shape the model pads it to (sides rounded up to the model's size divisor)."""
-        c, h, w = x.shape
-        return c, h + (-h) % self.divisor, w + (-w) % self.divisor
-
     def run_batch(self, samples: list[dict]) -> None:
         """Samples of one padded shape -> one forward pass -> one write each."""
-        # Images of different sizes with the same padded size share a batch: each is padded here exactly as the
-        # model would pad it alone (edge replication at the bottom/right), and its output is cropped back.
-        _, hp, wp = self.padded_shape(samples[0]["input"])
-        x = torch.stack([F.pad(s["input"][None], (0, wp - s["input"].shape[2], 0, hp - s["input"].shape[1]),
-                               mode="replicate")[0] for s in samples])
-        for s, out in zip(samples, self.forward(x)):
-            self.submit(s, out[:, : s["input"].shape[1], : s["input"].shape[2]])
+        for s, out in zip(samples, self.predictor.forward_same_padded([s["input"] for s in samples])):
+            self.submit(s, out)
         self.settle(block_until=2 * self.opts.batch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C_in, h, w) float32 CPU -> (N, C_out, h, w) float32 CPU, on the run's device and precision."""
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, self.dtype):
-            y = self.model(x)
-        return y.float().cpu()
 
     def submit(self, sample: dict, out: torch.Tensor) -> None:
         """Hand one output to the writer threads."""
@@ -368,9 +322,7 @@ class _BatchRunner:
 
     def run_tiled(self, sample: dict) -> None:
         """A photo larger than one tile: overlapping tiles, a batch of tiles at a time, blended back."""
-        with torch.inference_mode():
-            out = predict_tiled(self.forward, sample["input"], self.tile, self.overlap, self.divisor,
-                                self.opts.batch_size)
+        out = self.predictor.forward_tiled(sample["input"])
         sample["input"] = None  # the full-size input is the largest buffer: free it before the next photo
         self.submit(sample, out)
         self.settle(block_until=1)  # at most one full-size output waits for the writer

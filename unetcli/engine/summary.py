@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from torchinfo import summary as torchinfo_summary
+from torchinfo.enums import Units
 
 from unetcli.models.registry import get_spec
+from unetcli.tasks import task_class
 from unetcli.weights import load_state, shipped_weights
 
 
@@ -35,8 +38,7 @@ def summarize(name: str, input_size: tuple[int, int] | None = None, batch_size: 
     kwargs, weights_info = {}, None
     if path is not None:
         state, info = load_state(path, spec)
-        if spec.task == "segment" and "out.weight" in state:
-            kwargs["num_classes"] = int(state["out.weight"].shape[0])
+        kwargs.update(task_class(spec).model_kwargs(spec, state))
         weights_info = {"path": str(info.path), "sha256": info.sha256, "card": info.card}
     model = spec.factory(**kwargs)
     h, w = input_size or (spec.train_size, spec.train_size)
@@ -60,6 +62,12 @@ def summarize(name: str, input_size: tuple[int, int] | None = None, batch_size: 
         "params_mb": round(mb(stats.total_param_bytes), 2),
         "total_mb": round(mb(stats.total_input + stats.total_output_bytes + stats.total_param_bytes), 2),
         "layers": layers,
-        "table": str(stats),
+        "table": _unit_letters(str(stats)),
         "weights": weights_info,
     }
+
+
+def _unit_letters(table: str) -> str:
+    """torchinfo 1.8 on Python 3.11+ prints ``Total mult-adds (Units.GIGABYTES)``: write the unit's letter (``G``)."""
+    return re.sub(r"\(Units\.([A-Z]+)\)", lambda m: f"({Units[m[1]].value})" if m[1] in Units.__members__
+                  else m[0], table)

@@ -22,7 +22,6 @@ import csv
 import datetime as _dt
 import json
 import math
-import os
 import random
 import shlex
 import signal
@@ -37,16 +36,18 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DistributedSampler, Subset
 from tqdm import tqdm
 
-from unetcli.data import PhotoCrops, load_segmentation_pairs, load_training_photos, split_indices
+from unetcli.data import Loader, PhotoCrops, split_indices
 from unetcli.devices import autocast, precision_name, resolve_precision
 from unetcli.engine.distributed import all_reduce_sums, barrier, gather_lists, init_distributed, shutdown
 from unetcli.errors import TrainingInterrupted, UsageError
+from unetcli.imageio import atomic_write, remove_stale_temporaries
 from unetcli.models.registry import ModelSpec, get_spec
-from unetcli.tasks import make_task
-from unetcli.weights import load_into, load_state, read_card, save_weights, write_json_atomic
+from unetcli.tasks import make_task, task_class
+from unetcli.weights import (load_into, load_pretrained_encoder, load_state, read_card, save_weights,
+                             write_json_atomic)
 
 
 @dataclass
@@ -74,6 +75,8 @@ class TrainOptions:
     init_weights: Path | None = None
     crops_per_photo: int | None = None
     freeze_bn_after: int | None = None
+    #: Pretrained-encoder models: epochs (from the start of the run) during which the encoder is not updated.
+    freeze_encoder_epochs: int | None = None
     sync_bn: bool = False
     #: Minutes between checkpoints within an epoch (single-process runs; 0: only at the end of each epoch).
     save_every: float = 10.0
@@ -84,9 +87,9 @@ class TrainOptions:
 
 #: Options fixed for the life of a run: on resume they come from the checkpoint (a different value is an error).
 _FIXED_ON_RESUME = ("model", "data", "val_data", "classes", "batch_size", "lr", "size", "val_split", "seed",
-                    "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after")
+                    "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after", "freeze_encoder_epochs")
 _DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant", "crops_per_photo": 1,
-             "classes": 1}
+             "classes": 1, "freeze_encoder_epochs": 0}
 
 
 class StopRequest:
@@ -163,11 +166,27 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
             if getattr(opts, key) is None:
                 setattr(opts, key, value)
         spec = get_spec(opts.model)
-        if opts.classes != 1 and spec.task != "segment":
+        if opts.classes != 1 and not task_class(spec).has_classes:
             raise UsageError(f"--classes: only unet-seg has a class count ({spec.name} has a fixed output)")
+        if opts.freeze_encoder_epochs and spec.encoder_weights is None:
+            raise UsageError(f"--freeze-encoder-epochs: {spec.name} has no pretrained encoder")
         opts.lr = opts.lr or spec.lr
         opts.size = opts.size or spec.train_size
     return ckpt
+
+
+def _param_groups(model: nn.Module, spec: ModelSpec, lr: float) -> list[dict]:
+    """Adam parameter groups: a pretrained encoder learns at ``lr x spec.encoder_lr_scale``, the rest at ``lr``.
+
+    Each group carries ``lr_scale`` so the schedule (:func:`epoch_lr`) scales both alike.
+    """
+    encoder = getattr(model, "encoder", None) if spec.encoder_weights else None
+    if encoder is None:
+        return [{"params": list(model.parameters()), "lr": lr, "lr_scale": 1.0}]
+    own = {id(p) for p in encoder.parameters()}
+    return [{"params": list(encoder.parameters()), "lr": lr * spec.encoder_lr_scale,
+             "lr_scale": spec.encoder_lr_scale, "name": "encoder"},
+            {"params": [p for p in model.parameters() if id(p) not in own], "lr": lr, "lr_scale": 1.0}]
 
 
 def freeze_batchnorm(model: torch.nn.Module) -> None:
@@ -185,23 +204,18 @@ def freeze_batchnorm(model: torch.nn.Module) -> None:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """``torch.save(state)`` to ``path``, atomically (:func:`unetcli.imageio.atomic_write`)."""
+    with atomic_write(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
     """metrics.csv (one row per epoch) and metrics.png (loss and validation curves), both replaced atomically."""
     keys = list(history[0])
-    tmp = run / f".metrics.csv.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(run / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, run / "metrics.csv")
 
     import matplotlib
 
@@ -219,26 +233,30 @@ def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
     ax2.set_xlabel("epoch")
     ax2.set_ylabel(f"validation {best_key}")
     fig.tight_layout()
-    tmp_png = run / f".metrics.png.{os.getpid()}.tmp"
-    fig.savefig(tmp_png, format="png", dpi=80)
+    with atomic_write(run / "metrics.png") as tmp_png:
+        fig.savefig(tmp_png, format="png", dpi=80)
     plt.close(fig)
-    os.replace(tmp_png, run / "metrics.png")
 
 
 def _card(spec: ModelSpec, opts: TrainOptions, params: int, extra: dict) -> dict:
+    model_kwargs = task_class(spec).training_model_kwargs(int(opts.classes))  # {"num_classes": C} for segmentation
     return {
         "model": spec.name,
         "architecture": {"class": spec.factory.__name__, "seed": spec.seed, "in_channels": spec.in_channels,
-                         "out_channels": int(opts.classes) if spec.task == "segment" else spec.out_channels,
-                         "params": params, **({"num_classes": int(opts.classes)} if spec.task == "segment" else {})},
+                         "out_channels": model_kwargs.get("num_classes", spec.out_channels),
+                         "params": params, **model_kwargs},
         "input": {"normalisation": "float32 sRGB (or luminance) in [0, 1], no mean/std",
-                  "size": opts.size, "full_resolution": spec.full_resolution},
+                  "size": opts.size, "full_resolution": spec.full_resolution,
+                  **({"working_size": spec.working_size, "resize": "longest side, aspect kept"}
+                     if spec.working_size else {})},
         "training": {"command": opts.command, "resume_commands": opts.resume_commands, "data": str(opts.data),
                      "val_data": str(opts.val_data) if opts.val_data else None,
                      "epochs": opts.epochs,
                      "batch_size": opts.batch_size, "lr": opts.lr, "lr_schedule": opts.lr_schedule,
                      "init_weights": str(opts.init_weights) if opts.init_weights else None,
                      "crops_per_photo": opts.crops_per_photo, "freeze_bn_after": opts.freeze_bn_after,
+                     "freeze_encoder_epochs": opts.freeze_encoder_epochs,
+                     "encoder_lr_scale": spec.encoder_lr_scale if spec.encoder_weights else None,
                      "optimizer": "Adam",
                      "loss": spec.loss, "seed": opts.seed, "val_split": opts.val_split, **extra.pop("training", {})},
         **extra,
@@ -261,12 +279,11 @@ def _load_data(spec: ModelSpec, opts: TrainOptions, say: Callable[[str], None]) 
     """Decode ``--data`` (and ``--val-data``) into memory and split off validation.
 
     Raises:
-        UsageError: unusable data folder (see :func:`load_segmentation_pairs`), fewer than 2 photos.
+        UsageError: unusable data folder (see :meth:`unetcli.tasks.Task.load_training_data`), fewer than 2 photos.
     """
     def load(folder: Path):
-        if spec.task == "segment":
-            return load_segmentation_pairs(folder, int(opts.classes))
-        return (*load_training_photos(folder, warn=lambda p, r: say(f"skipped {p}: {r}")), None)
+        return task_class(spec).load_training_data(spec, folder, int(opts.classes),
+                                                   warn=lambda p, r: say(f"skipped {p}: {r}"))
 
     paths, photos, masks = load(Path(opts.data))
     if opts.val_data is not None:
@@ -310,6 +327,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
     ``DistributedDataParallel``, metrics are summed over ranks, and rank 0 alone writes the run folder. The
     effective batch is ``batch_size x world_size``; the learning rate is used as given.
 
+    An orchestrator of small named parts (:class:`_Trainer`): options and devices, data, model and optimizer
+    (fresh, fine-tuned, or resumed from ``last.pt``), then per epoch the training pass, validation and the run
+    folder's records (checkpoint, metrics, best weights and card), and the final weights.
+
     Args:
         opts: the run's options. With ``opts.resume`` the run folder's ``last.pt`` is loaded and training
             continues at the next epoch (or the next batch, for a checkpoint written within an epoch) up to
@@ -325,214 +346,309 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
         TrainingInterrupted: SIGINT/SIGTERM in a single-process run, raised once ``last.pt`` holds the step
             reached (:class:`StopRequest`); a second Ctrl-C raises ``KeyboardInterrupt`` at once.
     """
-    ckpt = _resolve_options(opts)
-    spec = get_spec(opts.model)
-    run = Path(opts.out)
-    if opts.epochs < 1 or opts.batch_size < 1:
-        raise UsageError("--epochs and --batch-size must be at least 1")
-    if not 0.0 <= opts.val_split < 1.0:
-        raise UsageError(f"--val-split {opts.val_split}: must be in [0, 1)")
-    size, lr = int(opts.size), float(opts.lr)
-    if size % 16:
-        raise UsageError(f"--size {size}: must be a multiple of 16")
-    ctx, device = init_distributed(opts.device)
-    if opts.sync_bn and device.type != "cuda":
-        raise UsageError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only")
-    dtype = resolve_precision(opts.precision, device)
-    if int(opts.classes) < 1:
-        raise UsageError(f"--classes {opts.classes}: must be at least 1")
-    model_kwargs = {"num_classes": int(opts.classes)} if spec.task == "segment" else {}
-    task = make_task(spec, size=size, **model_kwargs)
-    say = log if ctx.is_main else (lambda line: None)
-
-    if ctx.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        for stale in run.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
-            stale.unlink(missing_ok=True)
-    t_load = time.perf_counter()
-    data = _load_data(spec, opts, say)
-    if ctx.is_main:
-        write_json_atomic(run / "split.json", {"seed": opts.seed, "val_split": opts.val_split,
-                                               "val_data": str(opts.val_data) if opts.val_data else None,
-                                               "train": [str(p) for p in data.train_paths],
-                                               "val": [str(p) for p in data.val_paths]})
-    say(f"{len(data.train) + len(data.val)} {'image/mask pairs' if data.train_masks else 'photos'} decoded in "
-        f"{time.perf_counter() - t_load:.1f}s: {len(data.train)} train, {len(data.val)} validation")
-    train_ds = PhotoCrops(data.train, task, size, True, spec.full_resolution, opts.seed,
-                          crops_per_photo=int(opts.crops_per_photo), masks=data.train_masks)
-    val_ds = PhotoCrops(data.val, task, size, False, spec.full_resolution, opts.seed, masks=data.val_masks)
-    batch_size = max(1, min(opts.batch_size, len(train_ds) // ctx.world_size))
-    sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                 seed=opts.seed, drop_last=True)
-    val_shard = Subset(val_ds, range(ctx.rank, len(val_ds), ctx.world_size))
-
-    torch.manual_seed(opts.seed)
-    model = spec.factory(**model_kwargs)
-    if opts.init_weights is not None and ckpt is None:  # fine-tuning: start from existing weights
-        state, info = load_state(Path(opts.init_weights), spec)
-        load_into(model, state, info.path, spec)
-        say(f"initialised from {info.path} (sha256 {info.sha256[:12]})")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    # The training record of the starting weights goes into every card; read it once.
-    init_training = read_card(Path(opts.init_weights)).get("training") if opts.init_weights else None
-    history: list[dict] = []
-    best = {"epoch": -1, "value": -math.inf}
-    start_epoch, images_seen, wall = 0, 0, 0.0
-    partial = None  # a checkpoint written within an epoch: where in the epoch it was
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        history, best = ckpt["history"], ckpt["best"]
-        start_epoch, images_seen, wall = ckpt["epoch"] + 1, ckpt["images_seen"], ckpt["wall_time_s"]
-        partial = ckpt.get("partial")
-        say(f"resumed {run} at epoch {start_epoch + 1}"
-            + (f", batch {partial['step'] + 1}" if partial is not None else ""))
-        if partial is not None and ctx.enabled:
-            raise UsageError(f"--resume: {run}/last.pt was written within an epoch by a single-process run; "
-                             f"continue it with one process")
-    if start_epoch >= opts.epochs:
-        raise UsageError(f"--epochs {opts.epochs}: the run already finished {start_epoch} epoch(s); "
-                         f"ask for more epochs to continue")
-    if opts.sync_bn and ctx.enabled:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(device=device, memory_format=torch.channels_last)
-    # Optimizer state was created for (or loaded onto) the CPU tensors; move it along with the parameters.
-    optimizer.load_state_dict(optimizer.state_dict())
-    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
-    best_key, higher_is_better = task.best_metric
-    sign = 1.0 if higher_is_better else -1.0
-    say(f"training {spec.name} on {ctx.world_size} x {device} ({precision_name(dtype)}), batch {batch_size}"
-        + (f" x {ctx.world_size} processes = {batch_size * ctx.world_size} effective" if ctx.enabled else "")
-        + f", lr {lr:g}, crops {size}x{size}, epochs {start_epoch + 1}..{opts.epochs}")
-
-    def save_last(finished_epoch: int, in_epoch: dict | None = None) -> None:
-        """last.pt after ``finished_epoch`` (0-based; -1: none yet), plus where in the next epoch it stands."""
-        nonlocal last_save
-        _save_checkpoint(run / "last.pt", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": finished_epoch,
-            "history": history, "best": best, "images_seen": images_seen, "wall_time_s": wall,
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-            "torch_rng": torch.get_rng_state(), "partial": in_epoch,
-        })
-        last_save = time.perf_counter()
-
+    trainer = _Trainer(opts, log, show_progress)
+    trainer.prepare_data()
+    trainer.build_model()
     # Single-process runs also save within an epoch and stop cleanly on a signal; distributed ranks would have to
     # agree on the step first, so they save at epoch ends only (and a signal stops them as it always did).
-    stop = StopRequest() if not ctx.enabled else None
-    save_every_s = max(0.0, float(opts.save_every)) * 60.0
-    last_save = time.perf_counter()
-    with stop or contextlib.nullcontext():
-        for epoch in range(start_epoch, opts.epochs):
-            t0 = time.perf_counter()
-            base = opts.seed * 100_003 + epoch  # dropout and shuffling depend on (seed, epoch, rank) only
-            torch.manual_seed(base + 7_919 * ctx.rank)
-            random.seed(base)
-            np.random.seed(base % 2**32)
-            train_ds.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            order = list(iter(sampler))  # this rank's crops of the epoch, in training order
-            shards = gather_lists(order, ctx)
-            if ctx.enabled and ctx.is_main:  # audit trail: which crops each rank trained on this epoch
-                with open(run / "samples.jsonl", "a") as f:
-                    f.write(json.dumps({"epoch": epoch + 1, "ranks": shards}) + "\n")
-            for group in optimizer.param_groups:
-                group["lr"] = epoch_lr(lr, opts.lr_schedule, epoch, opts.epochs)
-            skip, loss_sum, n = 0, 0.0, 0
-            if partial is not None:  # resumed within this epoch: its first batches are done
-                skip, loss_sum, n = partial["step"], partial["loss_sum"], partial["n"]
-                t0 -= partial["seconds"]
-            n_batches = len(order) // batch_size
-            loader = DataLoader(train_ds, batch_size=batch_size, sampler=order[skip * batch_size:], drop_last=True,
-                                num_workers=opts.workers, pin_memory=device.type == "cuda")
-            batches = iter(loader)  # draws the workers' base seed from torch's generator, so before the restore
-            if partial is not None:
-                torch.set_rng_state(ckpt["torch_rng"])  # dropout continues as in an uninterrupted run
-                partial = None
-            net.train()
-            if opts.freeze_bn_after is not None and epoch >= opts.freeze_bn_after:
-                freeze_batchnorm(net)
-            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False, initial=skip,
-                       total=n_batches,
-                       disable=True if not ctx.is_main else None if show_progress is None else not show_progress)
-            for step, (x, y) in enumerate(bar, start=skip + 1):
-                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                y = y.to(device, non_blocking=True)
-                with autocast(device, dtype):
-                    out = net(x)
-                loss = task.loss(out, y)  # fp32: tasks cast outputs to float before the loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(loss.detach()) * len(x)
-                n += len(x)
-                bar.set_postfix(loss=f"{loss_sum / n:.4g}")
-                if stop is None or step == n_batches:
-                    continue
-                if stop.signal is not None or (save_every_s and time.perf_counter() - last_save >= save_every_s):
-                    save_last(epoch - 1, {"epoch": epoch, "step": step, "loss_sum": loss_sum, "n": n,
-                                          "seconds": time.perf_counter() - t0})
-                    if stop.signal is not None:
-                        bar.close()
-                        raise TrainingInterrupted(
-                            f"{signal.Signals(stop.signal).name} at epoch {epoch + 1}, batch {step} of {n_batches}: "
-                            f"{run}/last.pt saved; continue with: unetcli train --resume {run} --epochs {opts.epochs}")
-            bar.close()
-            totals = all_reduce_sums({"loss": loss_sum, "n": float(n)}, ctx)
-            val_loader = DataLoader(val_shard, batch_size=batch_size, num_workers=opts.workers)
-            val = all_reduce_sums(_sum_metrics(model, val_loader, task, device, dtype), ctx)
-            val = {k: v / val["n"] for k, v in val.items() if k != "n"} if val["n"] else {"loss": float("nan")}
-            seconds = time.perf_counter() - t0
-            wall += seconds
-            images_seen += int(totals["n"])
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                   "train_loss": totals["loss"] / max(totals["n"], 1), "images_per_s": totals["n"] / seconds,
-                   "seconds": seconds, **{f"val_{k}": v for k, v in val.items()}}
-            row.setdefault(f"val_{best_key}", float("nan"))
-            history.append(row)
-            value = row[f"val_{best_key}"]
-            is_best = not math.isnan(value) and sign * value > best["value"]
-            metrics = {k.removeprefix("val_"): round(v, 5) for k, v in row.items() if k.startswith("val_")}
-            if is_best or best["epoch"] < 0:
-                best = {"epoch": epoch + 1, "value": sign * value if not math.isnan(value) else -math.inf}
-            if ctx.is_main:
-                if best["epoch"] == epoch + 1:
-                    save_weights(model, run / "best.safetensors", _card(spec, opts, n_params, {
-                        "training": {"init_weights_training": init_training,
-                                     "epochs_done": epoch + 1, "images_seen": images_seen,
-                                     "wall_time_s": round(wall, 1), "precision": precision_name(dtype),
-                                     "device": str(device), "world_size": ctx.world_size,
-                                     "effective_batch_size": batch_size * ctx.world_size,
-                                     "train_photos": len(data.train), "val_photos": len(data.val)},
-                        "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
-                _write_metrics(run, history, best_key)
-                save_last(epoch)
-            barrier(ctx)
-            say(f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.5f}, "
-                + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items())
-                + f", {row['images_per_s']:.1f} img/s, {seconds:.0f}s" + (" (best)" if is_best else ""))
-            if stop is not None and stop.signal is not None and epoch + 1 < opts.epochs:
-                raise TrainingInterrupted(
-                    f"{signal.Signals(stop.signal).name} after epoch {epoch + 1}: {run}/last.pt saved; continue "
-                    f"with: unetcli train --resume {run} --epochs {opts.epochs}")
+    trainer.stop = StopRequest() if not trainer.ctx.enabled else None
+    trainer.last_save = time.perf_counter()
+    with trainer.stop or contextlib.nullcontext():
+        for epoch in range(trainer.start_epoch, opts.epochs):
+            trainer.run_epoch(epoch)
+    return trainer.finish()
 
-    if not ctx.is_main:
-        # Wait for rank 0 to write the final weights, then leave the group together: a gloo rank that tears
-        # down its group while its peer is still working can abort ("terminate called without an active
-        # exception", seen once in CI).
+
+class _Trainer:
+    """The state of one training run and its parts; :func:`train` calls them in order."""
+
+    def __init__(self, opts: TrainOptions, log: Callable[[str], None], show_progress: bool | None) -> None:
+        """Resolve and check the options, set up the (distributed) device, precision and task.
+
+        Raises:
+            UsageError: a bad option (see :func:`train`).
+        """
+        self.ckpt = _resolve_options(opts)
+        self.opts, self.log, self.show_progress = opts, log, show_progress
+        self.spec = spec = get_spec(opts.model)
+        self.run = Path(opts.out)
+        if opts.epochs < 1 or opts.batch_size < 1:
+            raise UsageError("--epochs and --batch-size must be at least 1")
+        if not 0.0 <= opts.val_split < 1.0:
+            raise UsageError(f"--val-split {opts.val_split}: must be in [0, 1)")
+        self.size, self.lr = int(opts.size), float(opts.lr)
+        if self.size % 16:
+            raise UsageError(f"--size {self.size}: must be a multiple of 16")
+        self.ctx, self.device = init_distributed(opts.device)
+        if opts.sync_bn and self.device.type != "cuda":
+            raise UsageError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only")
+        self.dtype = resolve_precision(opts.precision, self.device)
+        if int(opts.classes) < 1:
+            raise UsageError(f"--classes {opts.classes}: must be at least 1")
+        self.model_kwargs = task_class(spec).training_model_kwargs(int(opts.classes))
+        self.task = make_task(spec, size=self.size, **self.model_kwargs)
+        self.say = log if self.ctx.is_main else (lambda line: None)
+        self.best_key, higher_is_better = self.task.best_metric
+        self.sign = 1.0 if higher_is_better else -1.0
+        self.stop: StopRequest | None = None
+        self.save_every_s = max(0.0, float(opts.save_every)) * 60.0
+        self.last_save = 0.0
+
+    def prepare_data(self) -> None:
+        """Decode the data, record the split (``split.json``), and build the crop datasets and the sampler."""
+        opts, spec, ctx, run = self.opts, self.spec, self.ctx, self.run
+        if ctx.is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(folder=run)  # left by a run killed while writing a checkpoint
+        t_load = time.perf_counter()
+        self.data = data = _load_data(spec, opts, self.say)
+        if ctx.is_main:
+            write_json_atomic(run / "split.json", {"seed": opts.seed, "val_split": opts.val_split,
+                                                   "val_data": str(opts.val_data) if opts.val_data else None,
+                                                   "train": [str(p) for p in data.train_paths],
+                                                   "val": [str(p) for p in data.val_paths]})
+        self.say(f"{len(data.train) + len(data.val)} {'image/mask pairs' if data.train_masks else 'photos'} decoded "
+                 f"in {time.perf_counter() - t_load:.1f}s: {len(data.train)} train, {len(data.val)} validation")
+        # Models with a working size see crops at the photo's (already scaled) own scale, as prediction sees it.
+        at_scale = spec.full_resolution or spec.working_size is not None
+        self.train_ds = PhotoCrops(data.train, self.task, self.size, True, at_scale, opts.seed,
+                                   crops_per_photo=int(opts.crops_per_photo), masks=data.train_masks)
+        val_ds = PhotoCrops(data.val, self.task, self.size, False, at_scale, opts.seed, masks=data.val_masks)
+        self.batch_size = max(1, min(opts.batch_size, len(self.train_ds) // ctx.world_size))
+        self.sampler = DistributedSampler(self.train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                          seed=opts.seed, drop_last=True)
+        self.val_shard = Subset(val_ds, range(ctx.rank, len(val_ds), ctx.world_size))
+
+    def build_model(self) -> None:
+        """The model (seeded init; fine-tuning weights or a pretrained encoder for new runs), its optimizer, and
+        the run's history, restored from ``last.pt`` when resuming; then moved to the device (DDP when distributed).
+
+        Raises:
+            UsageError: nothing left to train, or a mid-epoch checkpoint resumed with several processes.
+        """
+        opts, spec, ckpt, say = self.opts, self.spec, self.ckpt, self.say
+        torch.manual_seed(opts.seed)
+        model = spec.factory(**self.model_kwargs)
+        if opts.init_weights is not None and ckpt is None:  # fine-tuning: start from existing weights
+            state, info = load_state(Path(opts.init_weights), spec)
+            load_into(model, state, info.path, spec)
+            say(f"initialised from {info.path} (sha256 {info.sha256[:12]})")
+        elif spec.encoder_weights and ckpt is None:
+            info = load_pretrained_encoder(model, spec)
+            say(f"encoder initialised from {info.path.name} ({info.card.get('source', {}).get('package', '?')})")
+        self.optimizer = torch.optim.Adam(_param_groups(model, spec, self.lr), lr=self.lr)
+        self.n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        # The training record of the starting weights goes into every card; read it once.
+        self.init_training = read_card(Path(opts.init_weights)).get("training") if opts.init_weights else None
+        self.history: list[dict] = []
+        self.best = {"epoch": -1, "value": -math.inf}
+        self.start_epoch, self.images_seen, self.wall = 0, 0, 0.0
+        self.partial = None  # a checkpoint written within an epoch: where in the epoch it was
+        if ckpt is not None:
+            self._restore(model)
+        if self.start_epoch >= opts.epochs:
+            raise UsageError(f"--epochs {opts.epochs}: the run already finished {self.start_epoch} epoch(s); "
+                             f"ask for more epochs to continue")
+        if opts.sync_bn and self.ctx.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model = model.to(device=self.device, memory_format=torch.channels_last)
+        # Optimizer state was created for (or loaded onto) the CPU tensors; move it along with the parameters.
+        self.optimizer.load_state_dict(self.optimizer.state_dict())
+        ctx, device = self.ctx, self.device
+        self.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
+        say(f"training {spec.name} on {ctx.world_size} x {device} ({precision_name(self.dtype)}), batch "
+            f"{self.batch_size}"
+            + (f" x {ctx.world_size} processes = {self.batch_size * ctx.world_size} effective" if ctx.enabled else "")
+            + f", lr {self.lr:g}, crops {self.size}x{self.size}, epochs {self.start_epoch + 1}..{opts.epochs}")
+
+    def _restore(self, model: nn.Module) -> None:
+        """Model, optimizer and history from the ``last.pt`` being resumed.
+
+        Raises:
+            UsageError: a checkpoint written within an epoch, resumed by a distributed run.
+        """
+        ckpt = self.ckpt
+        model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.history, self.best = ckpt["history"], ckpt["best"]
+        self.start_epoch, self.images_seen, self.wall = ckpt["epoch"] + 1, ckpt["images_seen"], ckpt["wall_time_s"]
+        self.partial = partial = ckpt.get("partial")
+        self.say(f"resumed {self.run} at epoch {self.start_epoch + 1}"
+                 + (f", batch {partial['step'] + 1}" if partial is not None else ""))
+        if partial is not None and self.ctx.enabled:
+            raise UsageError(f"--resume: {self.run}/last.pt was written within an epoch by a single-process run; "
+                             f"continue it with one process")
+
+    def save_last(self, finished_epoch: int, in_epoch: dict | None = None) -> None:
+        """last.pt after ``finished_epoch`` (0-based; -1: none yet), plus where in the next epoch it stands."""
+        _save_checkpoint(self.run / "last.pt", {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": finished_epoch,
+            "history": self.history, "best": self.best, "images_seen": self.images_seen, "wall_time_s": self.wall,
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.opts).items()},
+            "torch_rng": torch.get_rng_state(), "partial": in_epoch,
+        })
+        self.last_save = time.perf_counter()
+
+    def run_epoch(self, epoch: int) -> None:
+        """One epoch: seeds, learning rates, the training pass, validation, and the run folder's records.
+
+        Raises:
+            TrainingInterrupted: a signal arrived (single-process runs), after ``last.pt`` was saved.
+        """
+        t0 = time.perf_counter()
+        order = self._start_epoch(epoch)
+        loss_sum, n, t0 = self._train_pass(epoch, order, t0)
+        totals = all_reduce_sums({"loss": loss_sum, "n": float(n)}, self.ctx)
+        val_loader = Loader(self.val_shard, batch_size=self.batch_size, num_workers=self.opts.workers)
+        val = all_reduce_sums(_sum_metrics(self.model, val_loader, self.task, self.device, self.dtype), self.ctx)
+        val = {k: v / val["n"] for k, v in val.items() if k != "n"} if val["n"] else {"loss": float("nan")}
+        self._record_epoch(epoch, totals, val, time.perf_counter() - t0)
+        stop, opts = self.stop, self.opts
+        if stop is not None and stop.signal is not None and epoch + 1 < opts.epochs:
+            raise TrainingInterrupted(
+                f"{signal.Signals(stop.signal).name} after epoch {epoch + 1}: {self.run}/last.pt saved; continue "
+                f"with: unetcli train --resume {self.run} --epochs {opts.epochs}")
+
+    def _start_epoch(self, epoch: int) -> list[int]:
+        """Seed the epoch, draw this rank's crop order (logged to ``samples.jsonl`` when distributed) and set each
+        parameter group's learning rate (0 for a frozen encoder); returns the crop order."""
+        opts, ctx = self.opts, self.ctx
+        base = opts.seed * 100_003 + epoch  # dropout and shuffling depend on (seed, epoch, rank) only
+        torch.manual_seed(base + 7_919 * ctx.rank)
+        random.seed(base)
+        np.random.seed(base % 2**32)
+        self.train_ds.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        order = list(iter(self.sampler))  # this rank's crops of the epoch, in training order
+        shards = gather_lists(order, ctx)
+        if ctx.enabled and ctx.is_main:  # audit trail: which crops each rank trained on this epoch
+            with open(self.run / "samples.jsonl", "a") as f:
+                f.write(json.dumps({"epoch": epoch + 1, "ranks": shards}) + "\n")
+        for group in self.optimizer.param_groups:
+            frozen = group.get("name") == "encoder" and epoch < int(opts.freeze_encoder_epochs or 0)
+            group["lr"] = 0.0 if frozen else epoch_lr(self.lr, opts.lr_schedule, epoch, opts.epochs) * group.get(
+                "lr_scale", 1.0)
+        return order
+
+    def _train_pass(self, epoch: int, order: list[int], t0: float) -> tuple[float, int, float]:
+        """The epoch's optimisation steps (continuing a mid-epoch checkpoint's); saves ``last.pt`` within the
+        epoch every ``--save-every`` minutes and on a signal. Returns (loss sum, crops, the epoch's start time).
+
+        Raises:
+            TrainingInterrupted: a signal arrived (single-process runs), after ``last.pt`` was saved.
+        """
+        opts, device, net, stop = self.opts, self.device, self.net, self.stop
+        skip, loss_sum, n = 0, 0.0, 0
+        if self.partial is not None:  # resumed within this epoch: its first batches are done
+            skip, loss_sum, n = self.partial["step"], self.partial["loss_sum"], self.partial["n"]
+            t0 -= self.partial["seconds"]
+        n_batches = len(order) // self.batch_size
+        loader = Loader(self.train_ds, batch_size=self.batch_size, sampler=order[skip * self.batch_size:],
+                            drop_last=True, num_workers=opts.workers, pin_memory=device.type == "cuda")
+        batches = iter(loader)  # draws the workers' base seed from torch's generator, so before the restore
+        if self.partial is not None:
+            torch.set_rng_state(self.ckpt["torch_rng"])  # dropout continues as in an uninterrupted run
+            self.partial = None
+        self._train_mode(epoch)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False, initial=skip,
+                   total=n_batches, disable=True if not self.ctx.is_main else None if self.show_progress is None
+                   else not self.show_progress)
+        for step, (x, y) in enumerate(bar, start=skip + 1):
+            loss_sum, n = loss_sum + self._step(x, y) * len(x), n + len(x)
+            bar.set_postfix(loss=f"{loss_sum / n:.4g}")
+            if stop is None or step == n_batches:
+                continue
+            if stop.signal is not None or (self.save_every_s
+                                           and time.perf_counter() - self.last_save >= self.save_every_s):
+                self.save_last(epoch - 1, {"epoch": epoch, "step": step, "loss_sum": loss_sum, "n": n,
+                                           "seconds": time.perf_counter() - t0})
+                if stop.signal is not None:
+                    bar.close()
+                    raise TrainingInterrupted(
+                        f"{signal.Signals(stop.signal).name} at epoch {epoch + 1}, batch {step} of {n_batches}: "
+                        f"{self.run}/last.pt saved; continue with: unetcli train --resume {self.run} "
+                        f"--epochs {opts.epochs}")
+        bar.close()
+        return loss_sum, n, t0
+
+    def _train_mode(self, epoch: int) -> None:
+        """Training mode, with BatchNorm statistics frozen after ``--freeze-bn-after`` epochs and in a frozen
+        encoder (which keeps its ImageNet statistics too)."""
+        self.net.train()
+        if self.opts.freeze_bn_after is not None and epoch >= self.opts.freeze_bn_after:
+            freeze_batchnorm(self.net)
+        if epoch < int(self.opts.freeze_encoder_epochs or 0):
+            freeze_batchnorm(self.model.encoder)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimisation step on a batch (N, C_in, s, s) -> the batch's mean loss."""
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        y = y.to(self.device, non_blocking=True)
+        with autocast(self.device, self.dtype):
+            out = self.net(x)
+        loss = self.task.loss(out, y)  # fp32: tasks cast outputs to float before the loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def _record_epoch(self, epoch: int, totals: dict, val: dict, seconds: float) -> None:
+        """The epoch's row in the history, the best epoch so far, and (rank 0) the best weights with their card,
+        ``metrics.csv``/``.png`` and ``last.pt``; then the epoch's log line."""
+        self.wall += seconds
+        self.images_seen += int(totals["n"])
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[-1]["lr"],
+               "train_loss": totals["loss"] / max(totals["n"], 1), "images_per_s": totals["n"] / seconds,
+               "seconds": seconds, **{f"val_{k}": v for k, v in val.items()}}
+        row.setdefault(f"val_{self.best_key}", float("nan"))
+        self.history.append(row)
+        value = row[f"val_{self.best_key}"]
+        is_best = not math.isnan(value) and self.sign * value > self.best["value"]
+        metrics = {k.removeprefix("val_"): round(v, 5) for k, v in row.items() if k.startswith("val_")}
+        if is_best or self.best["epoch"] < 0:
+            self.best = {"epoch": epoch + 1, "value": self.sign * value if not math.isnan(value) else -math.inf}
+        if self.ctx.is_main:
+            if self.best["epoch"] == epoch + 1:
+                self._save_best(epoch, metrics)
+            _write_metrics(self.run, self.history, self.best_key)
+            self.save_last(epoch)
+        barrier(self.ctx)
+        self.say(f"epoch {epoch + 1}/{self.opts.epochs}: train loss {row['train_loss']:.5f}, "
+                 + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items())
+                 + f", {row['images_per_s']:.1f} img/s, {seconds:.0f}s" + (" (best)" if is_best else ""))
+
+    def _save_best(self, epoch: int, metrics: dict) -> None:
+        """``best.safetensors`` and its model card after ``epoch`` (0-based)."""
+        ctx = self.ctx
+        save_weights(self.model, self.run / "best.safetensors", _card(self.spec, self.opts, self.n_params, {
+            "training": {"init_weights_training": self.init_training,
+                         "epochs_done": epoch + 1, "images_seen": self.images_seen,
+                         "wall_time_s": round(self.wall, 1), "precision": precision_name(self.dtype),
+                         "device": str(self.device), "world_size": ctx.world_size,
+                         "effective_batch_size": self.batch_size * ctx.world_size,
+                         "train_photos": len(self.data.train), "val_photos": len(self.data.val)},
+            "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
+
+    def finish(self) -> dict:
+        """Rank 0: the final weights (the best epoch's, under the model's own name) with the completed card;
+        every rank then leaves the process group. Returns the card (``{}`` on other ranks)."""
+        ctx, run, spec = self.ctx, self.run, self.spec
+        if not ctx.is_main:
+            # Wait for rank 0 to write the final weights, then leave the group together: a gloo rank that tears
+            # down its group while its peer is still working can abort ("terminate called without an active
+            # exception", seen once in CI).
+            barrier(ctx)
+            shutdown(ctx)
+            return {}
+        card = json.loads((run / "best.json").read_text())
+        card["training"].update({"epochs": self.opts.epochs, "images_seen_total": self.images_seen,
+                                 "wall_time_s_total": round(self.wall, 1)})
+        card["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        final = run / f"{spec.name}.safetensors"
+        best_state, _ = load_state(run / "best.safetensors", spec)  # checks its sha256, casts fp16 -> fp32
+        self.model.load_state_dict(best_state)
+        card = save_weights(self.model, final, card)
+        self.log(f"wrote {final} (best epoch {card['metrics']['best_epoch']})")
         barrier(ctx)
         shutdown(ctx)
-        return {}
-    # Final weights: the best epoch's, under the model's own name, with the completed card.
-    card = json.loads((run / "best.json").read_text())
-    card["training"].update({"epochs": opts.epochs, "images_seen_total": images_seen,
-                             "wall_time_s_total": round(wall, 1)})
-    card["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    final = run / f"{spec.name}.safetensors"
-    best_state, _ = load_state(run / "best.safetensors", spec)  # checks its sha256, casts fp16 -> fp32
-    model.load_state_dict(best_state)
-    card = save_weights(model, final, card)
-    log(f"wrote {final} (best epoch {card['metrics']['best_epoch']})")
-    barrier(ctx)
-    shutdown(ctx)
-    return card
+        return card

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from unetcli.models.blocks import DoubleConv, Down, PaddedUNet, UpBilinear
+from unetcli.models.spec import ModelSpec
 
 
 class UNetColorize(PaddedUNet):
@@ -53,3 +54,11 @@ class UNetColorize(PaddedUNet):
         x = self.dec3(torch.cat([self.up3(x), x2], dim=1))
         x = self.dec4(torch.cat([self.up4(x), x1], dim=1))
         return self.out(x)
+
+
+#: The registry entry of this model (collected by :mod:`unetcli.models.registry`).
+SPEC = ModelSpec(
+    name="unet-colorize", aliases=("colorize",), task="colorize", factory=UNetColorize, in_channels=1, out_channels=3,
+    params=31_042_499, seed="001_2baa20e9c5589985.txt (Keras: 000_5f12bff34383d507.txt)", train_size=128,
+    full_resolution=False, loss="mse", size_divisor=UNetColorize.size_divisor, tile_overlap=UNetColorize.tile_overlap,
+    description="gray photo -> colour (CIE Lab a/b predicted, full-resolution L kept)")

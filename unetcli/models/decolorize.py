@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from unetcli.models.blocks import PaddedUNet, encoder_stages, transposed_decoder_stages
+from unetcli.models.spec import ModelSpec
 
 
 class UNetDecolorize(PaddedUNet):
@@ -52,3 +53,11 @@ class UNetDecolorize(PaddedUNet):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(self.drop(torch.cat([up(x), skip], dim=1)))
         return torch.sigmoid(self.out(x))
+
+
+#: The registry entry of this model (collected by :mod:`unetcli.models.registry`).
+SPEC = ModelSpec(
+    name="unet-decolorize", aliases=("decolorize",), task="decolorize", factory=UNetDecolorize, in_channels=3,
+    out_channels=1, params=1_944_049, seed="003_18f7aa69c876128b.txt (unet_black)", train_size=128,
+    full_resolution=True, loss="mae", size_divisor=UNetDecolorize.size_divisor,
+    tile_overlap=UNetDecolorize.tile_overlap, description="colour photo -> gray (learned skimage rgb2gray)")

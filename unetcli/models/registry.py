@@ -1,88 +1,59 @@
-"""The model registry: one :class:`ModelSpec` line per model, and ``create_model`` / ``list_models`` / ``get_spec``.
+"""The model registry: the table of every model file's :class:`ModelSpec`; ``create_model`` / ``list_models`` /
+``get_spec``.
 
 Follows timm's ``create_model(name)`` / ``list_models(pattern)`` and segmentation_models_pytorch's
 "unknown name -> error listing the valid names", with the per-model defaults in a dataclass (timm's
-``pretrained_cfg``). Registration is an explicit table, not an import-time side effect.
+``pretrained_cfg``) that each model file declares beside its module. Registration is an explicit table, not an
+import-time side effect; :func:`register_model` adds a plugin's (or a test's) model at run time.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
 from unetcli.errors import UsageError
-from unetcli.models.colorize import UNetColorize
-from unetcli.models.decolorize import UNetDecolorize
-from unetcli.models.segmentation import UNetSegmentation
-from unetcli.models.simple_black import SimpleBlack
+from unetcli.models import colorize, decolorize, seg_mobilenetv2, segmentation, simple_black
+from unetcli.models.spec import ModelSpec
 
 #: Bumped whenever an architecture or a spec default changes in a way that makes old weight files invalid.
 REGISTRY_VERSION = 1
 
+#: The registry, in ``unetcli models`` order: each model file's ``SPEC``, collected explicitly.
+_SPECS: list[ModelSpec] = [colorize.SPEC, decolorize.SPEC, segmentation.SPEC, seg_mobilenetv2.SPEC,
+                           simple_black.SPEC]
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the CLI, the engine, ``summary`` and ``export`` need to know about one registry model.
+_BY_NAME: dict[str, ModelSpec] = {key: spec for spec in _SPECS for key in (spec.name, *spec.aliases)}
 
-    Attributes:
-        name: registry name, e.g. ``"unet-colorize"``.
-        aliases: short names that resolve to ``name`` (``"colorize"``).
-        task: the transform the model performs, a key of :data:`unetcli.tasks.TASKS`
-            (``"colorize"``: gray -> RGB, ``"decolorize"``: RGB -> gray, ``"segment"``: RGB -> mask).
-        factory: builds the ``nn.Module``; keyword arguments (``num_classes``) are passed through.
-        in_channels: C of the input (N, C, H, W); inputs are float32 in [0, 1].
-        out_channels: C of the output (for ``unet-seg`` the default ``num_classes``).
-        params: trainable parameter count of the default configuration (as torchinfo reports it).
-        seed: the seed document (in ``shared/seeds``) the architecture follows.
-        train_size: side in pixels of the square crops the model is trained on; also the default
-            ``summary --input-size``.
-        full_resolution: True if the network runs on the whole photo at its own size (per-pixel models);
-            False if it runs at a working size and the task recombines with the full-resolution photo.
-        loss: the seed's training loss (``"mae"``, ``"mse"``, ``"bce+dice"``).
-        lr: default Adam learning rate.
-        description: one line for ``unetcli models``.
-        bf16_faithful: whether ``--precision auto`` may run the model in bf16 autocast: True where bf16
-            outputs were measured to stay within 40 dB PSNR of fp32 on real photos and bf16 is faster.
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add a model (a plugin's, or a test's) to the registry; ``predict``, ``summary``, ``export``, ``train`` and
+    :func:`unetcli.load` then accept its name and aliases. Returns ``spec``.
+
+    Raises:
+        UsageError: the name or an alias is already taken, or ``spec.task`` is not a known task.
     """
+    from unetcli.tasks import TASKS  # tasks import the registry's ModelSpec: imported here, not at module level
 
-    name: str
-    aliases: tuple[str, ...]
-    task: str
-    factory: Callable[..., nn.Module]
-    in_channels: int
-    out_channels: int
-    params: int
-    seed: str
-    train_size: int
-    full_resolution: bool
-    loss: str
-    lr: float = 1e-3
-    description: str = ""
-    bf16_faithful: bool = True
+    if spec.task not in TASKS:
+        raise UsageError(f"register_model({spec.name!r}): unknown task {spec.task!r}; known: {', '.join(TASKS)}")
+    taken = [key for key in (spec.name, *spec.aliases) if key in _BY_NAME]
+    if taken:
+        raise UsageError(f"register_model({spec.name!r}): {', '.join(taken)} already in the registry")
+    _SPECS.append(spec)
+    _BY_NAME.update({key: spec for key in (spec.name, *spec.aliases)})
+    return spec
 
 
-_SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec("unet-colorize", ("colorize",), "colorize", UNetColorize, 1, 3, 31_042_499,
-              "001_2baa20e9c5589985.txt (Keras: 000_5f12bff34383d507.txt)", 128, False, "mse",
-              description="gray photo -> colour (CIE Lab a/b predicted, full-resolution L kept)"),
-    ModelSpec("unet-decolorize", ("decolorize",), "decolorize", UNetDecolorize, 3, 1, 1_944_049,
-              "003_18f7aa69c876128b.txt (unet_black)", 128, True, "mae",
-              description="colour photo -> gray (learned skimage rgb2gray)"),
-    ModelSpec("unet-seg", ("seg",), "segment", UNetSegmentation, 3, 1, 31_043_521,
-              "002_e65f0e3ed9642e47.txt (UNET(n_classes))", 128, False, "bce+dice",
-              description="photo -> person mask (sigmoid for 1 class, softmax for more)"),
-    ModelSpec("simple-black", (), "decolorize", SimpleBlack, 3, 1, 12,
-              "003_18f7aa69c876128b.txt (simple_black)", 128, True, "mae",
-              description="colour photo -> gray with two 1x1 convs (12 weights)", bf16_faithful=False),
-)
-
-_BY_NAME: dict[str, ModelSpec] = {}
-for _spec in _SPECS:
-    for _key in (_spec.name, *_spec.aliases):
-        _BY_NAME[_key] = _spec
+def unregister_model(name: str) -> None:
+    """Remove a model added with :func:`register_model` (by name or alias); unknown names are ignored."""
+    spec = _BY_NAME.get(name)
+    if spec is None:
+        return
+    _SPECS.remove(spec)
+    for key in (spec.name, *spec.aliases):
+        _BY_NAME.pop(key, None)
 
 
 def list_models(pattern: str = "*") -> list[str]:

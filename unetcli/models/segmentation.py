@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from unetcli.models.blocks import DoubleConv, PaddedUNet, encoder_stages, transposed_decoder_stages
+from unetcli.models.spec import ModelSpec
 
 
 class UNetSegmentation(PaddedUNet):
@@ -46,3 +47,11 @@ class UNetSegmentation(PaddedUNet):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
         return self.out(x)
+
+
+#: The registry entry of this model (collected by :mod:`unetcli.models.registry`).
+SPEC = ModelSpec(
+    name="unet-seg", aliases=("seg",), task="segment", factory=UNetSegmentation, in_channels=3, out_channels=1,
+    params=31_043_521, seed="002_e65f0e3ed9642e47.txt (UNET(n_classes))", train_size=128, full_resolution=False,
+    loss="bce+dice", size_divisor=UNetSegmentation.size_divisor, tile_overlap=UNetSegmentation.tile_overlap,
+    description="photo -> person mask (sigmoid for 1 class, softmax for more)")

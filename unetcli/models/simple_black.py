@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from unetcli.models.blocks import PaddedUNet
+from unetcli.models.spec import ModelSpec
 
 
 class SimpleBlack(PaddedUNet):
@@ -39,3 +40,11 @@ class SimpleBlack(PaddedUNet):
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, 1, H, W), clipped to [0, 1] like the seed's ``K.clip``."""
         return torch.clamp(self.conv2(self.conv1(x)), 0.0, 1.0)
+
+
+#: The registry entry of this model (collected by :mod:`unetcli.models.registry`).
+SPEC = ModelSpec(
+    name="simple-black", task="decolorize", factory=SimpleBlack, in_channels=3, out_channels=1, params=12,
+    seed="003_18f7aa69c876128b.txt (simple_black)", train_size=128, full_resolution=True, loss="mae",
+    size_divisor=SimpleBlack.size_divisor, tile_overlap=SimpleBlack.tile_overlap,
+    description="colour photo -> gray with two 1x1 convs (12 weights)", bf16_faithful=False)

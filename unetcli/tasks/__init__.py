@@ -12,9 +12,14 @@ from unetcli.tasks.segment import SegmentTask
 TASKS: dict[str, type[Task]] = {"colorize": ColorizeTask, "decolorize": DecolorizeTask, "segment": SegmentTask}
 
 
+def task_class(spec: ModelSpec) -> type[Task]:
+    """The :class:`Task` subclass of a registry model (its class-level capabilities: options, export names ...)."""
+    return TASKS[spec.task]
+
+
 def make_task(spec: ModelSpec, **options) -> Task:
     """The task object for a registry model, configured with run options (``size``, ``threshold`` ...)."""
     return TASKS[spec.task](spec, **options)
 
 
-__all__ = ["TASKS", "Task", "make_task", "ColorizeTask", "DecolorizeTask", "SegmentTask"]
+__all__ = ["TASKS", "Task", "make_task", "task_class", "ColorizeTask", "DecolorizeTask", "SegmentTask"]

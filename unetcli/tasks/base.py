@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 import torch
 from PIL import Image
@@ -24,6 +27,15 @@ class Task:
 
     #: Pillow mode family of the written output, for documentation ("L", "RGB", "mask").
     output_kind = ""
+    #: Prediction options the task takes besides ``size`` (``predict --threshold/--output-type/--palette``);
+    #: the engine passes exactly these to the task and refuses them for tasks that do not list them.
+    options: tuple[str, ...] = ()
+    #: The model's output channels are classes chosen at training time (``train --classes``).
+    has_classes = False
+    #: The output renderer (:mod:`unetcli.outputs`) for tasks with output types; None for tasks with one output.
+    renderer = None
+    #: For exports: (input name, output name, input normalisation, output range and meaning).
+    export_io: tuple[str, str, str, str] = ("input", "output", "float32 in [0, 1]", "float32")
 
     def __init__(self, spec: ModelSpec, size: int | None = None) -> None:
         self.spec = spec
@@ -37,10 +49,9 @@ class Task:
         """Network output (C_out, h, w) float32 on the CPU + context -> the Pillow image to write."""
         raise NotImplementedError
 
-    def training_pair(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training crop (h, w, 3) float32 sRGB in [0, 1] -> (input (C_in, h, w), target (C_out, h, w)).
-
-        Segmentation tasks take a second argument, the crop's (h, w) uint8 class-index mask.
+    def training_pair(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training crop (h, w, 3) float32 sRGB in [0, 1] (and, for tasks trained on image/mask pairs, its
+        (h, w) uint8 class-index mask; None otherwise) -> (input (C_in, h, w), target (C_out, h, w)).
         """
         raise NotImplementedError
 
@@ -54,6 +65,64 @@ class Task:
 
     #: metric used to pick the best checkpoint, and whether larger is better.
     best_metric = ("psnr", True)
+
+    @classmethod
+    def model_kwargs(cls, spec: ModelSpec, state: dict[str, torch.Tensor]) -> dict:
+        """Keyword arguments for the model's factory read from a weights state dict (e.g. ``num_classes``)."""
+        return {}
+
+    @classmethod
+    def training_model_kwargs(cls, classes: int) -> dict:
+        """Keyword arguments for the model's factory (and the task) from ``train --classes``; ``{}`` for tasks
+        with a fixed output (only segmentation has classes)."""
+        return {}
+
+    @classmethod
+    def load_training_data(cls, spec: ModelSpec, folder: Path, classes: int,
+                           warn: Callable[[Path, str], None]) -> tuple[list[Path], list[np.ndarray], list | None]:
+        """A training folder decoded into memory: (paths, photos (H, W, 3) float32 in [0, 1], masks or None).
+
+        Default: every readable photo in ``folder`` (:func:`unetcli.data.load_training_photos`; ``warn(path,
+        reason)`` for each skipped file), no masks.
+
+        Raises:
+            UsageError: see the data loader.
+        """
+        from unetcli.data import load_training_photos  # unetcli.data imports this module
+
+        return (*load_training_photos(folder, warn=warn), None)
+
+    def evaluation_input(self, rgb: np.ndarray) -> Image.Image:
+        """The image a user would give the model for a colour photo (H, W, 3) float32 sRGB in [0, 1], as an
+        8-bit Pillow image (:mod:`unetcli.engine.evaluate`); default: the photo as 8-bit RGB."""
+        from unetcli.imageio import to_uint8
+
+        return Image.fromarray(to_uint8(rgb), mode="RGB")
+
+    def evaluation_scores(self, original: np.ndarray, written: np.ndarray, given: np.ndarray) -> dict[str, float]:
+        """Scores of one output against its photo (:mod:`unetcli.engine.evaluate`).
+
+        Args:
+            original: the 8-bit photo as (H, W, 3) float64 in [0, 1].
+            written: the output as float64 in [0, 1], (H, W) or (H, W, C).
+            given: :meth:`evaluation_input` as float64 in [0, 1].
+
+        Raises:
+            NotImplementedError: the task has no photo evaluation (segmentation is scored on masks).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no photo evaluation")
+
+    @classmethod
+    def export_metadata(cls, out_channels: int) -> dict[str, str]:
+        """Task-specific key/value strings stored in an export's metadata."""
+        return {}
+
+
+#: Export description of an sRGB input.
+RGB_INPUT = "sRGB in [0, 1]: 8-bit values / 255 (16-bit / 65535), channels R, G, B; no mean/std normalisation"
+#: Export description of a luminance input.
+GRAY_INPUT = ("luminance in [0, 1]: skimage.color.rgb2gray of the sRGB photo (0.2125 R + 0.7154 G + 0.0721 B), "
+              "or a gray file's value / 255; no mean/std normalisation")
 
 
 def resize_float(arr: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:

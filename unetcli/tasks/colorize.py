@@ -13,11 +13,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from skimage.color import lab2rgb, rgb2gray, rgb2lab
+from skimage.color import gray2rgb, lab2rgb, rgb2gray, rgb2lab
+from skimage.metrics import peak_signal_noise_ratio
 
 from unetcli.imageio import Photo, to_uint8
 from unetcli.metrics import colorfulness, psnr
-from unetcli.tasks.base import Task, chw, resize_float, with_alpha
+from unetcli.tasks.base import GRAY_INPUT, Task, chw, resize_float, with_alpha
 
 
 def lab_to_rgb_keeping_lightness(lab: np.ndarray, iterations: int = 8) -> np.ndarray:
@@ -80,6 +81,7 @@ class ColorizeTask(Task):
     """
 
     output_kind = "RGB"
+    export_io = ("gray", "rgb", GRAY_INPUT, "sRGB, about [0, 1] but not clamped (clamp to [0, 1] before use)")
 
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
         gray = luminance(photo)
@@ -95,8 +97,21 @@ class ColorizeTask(Task):
         rgb = lab_to_rgb_keeping_lightness(np.concatenate([lightness[:, :, None], ab], axis=2))
         return with_alpha(Image.fromarray(to_uint8(rgb), mode="RGB"), ctx.get("alpha"))
 
-    def training_pair(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_pair(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return chw(rgb2gray(rgb)), chw(rgb)
+
+    def evaluation_input(self, rgb: np.ndarray) -> Image.Image:
+        """Users colorize gray photos: the photo decolorized (``rgb2gray``) and stored as 8-bit gray "L"."""
+        return Image.fromarray(to_uint8(rgb2gray(rgb)), mode="L")
+
+    def evaluation_scores(self, original: np.ndarray, written: np.ndarray, given: np.ndarray) -> dict[str, float]:
+        """PSNR (dB) against the photo next to the gray baseline (the given gray photo), and the Hasler-Suesstrunk
+        colourfulness of the output and of the photo."""
+        to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+        return {"psnr": float(peak_signal_noise_ratio(original, written[:, :, :3], data_range=1.0)),
+                "psnr_gray_baseline": float(peak_signal_noise_ratio(original, gray2rgb(given), data_range=1.0)),
+                "colorfulness": float(colorfulness(to_t(written[:, :, :3]))[0]),
+                "colorfulness_original": float(colorfulness(to_t(original))[0])}
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(output.float(), target.float())

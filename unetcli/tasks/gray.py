@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from skimage.color import rgb2gray
+from skimage.metrics import peak_signal_noise_ratio
 
 from unetcli.imageio import Photo, to_uint8
 from unetcli.metrics import psnr
-from unetcli.tasks.base import Task, chw, with_alpha
+from unetcli.tasks.base import RGB_INPUT, Task, chw, with_alpha
 
 
 class DecolorizeTask(Task):
@@ -21,6 +22,7 @@ class DecolorizeTask(Task):
     """
 
     output_kind = "L"
+    export_io = ("rgb", "gray", RGB_INPUT, "luminance in [0, 1]")
 
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
         return chw(photo.rgb), {"alpha": photo.alpha}
@@ -29,8 +31,12 @@ class DecolorizeTask(Task):
         gray = to_uint8(output[0].float().numpy())
         return with_alpha(Image.fromarray(gray, mode="L"), ctx.get("alpha"))
 
-    def training_pair(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_pair(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return chw(rgb), chw(rgb2gray(rgb))
+
+    def evaluation_scores(self, original: np.ndarray, written: np.ndarray, given: np.ndarray) -> dict[str, float]:
+        """PSNR (dB) of the output against ``skimage.color.rgb2gray`` of the photo."""
+        return {"psnr": float(peak_signal_noise_ratio(rgb2gray(original), written, data_range=1.0))}
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(output.float(), target.float())

@@ -3,6 +3,8 @@ photo's full size before thresholding; outputs are a mask, an overlay or an RGBA
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
@@ -11,32 +13,10 @@ from unetcli.errors import UsageError
 from unetcli.imageio import Photo, to_uint8
 from unetcli.losses import bce_dice_loss, ce_dice_loss
 from unetcli.metrics import iou_dice
-from unetcli.tasks.base import Task, chw, resize_float
+from unetcli.outputs import get_renderer, voc_palette
+from unetcli.tasks.base import RGB_INPUT, Task, chw, resize_float
 
-#: What ``predict --output-type`` can write.
-OUTPUT_TYPES = ("mask", "overlay", "cutout")
-
-
-def voc_palette(num_colors: int = 256) -> np.ndarray:
-    """The Pascal VOC colour map, (num_colors, 3) uint8: class 0 black, 1 dark red, 2 green, 3 olive ...
-
-    The bit-interleaving rule of the VOC development kit (``VOClabelcolormap.m``), which torchvision and
-    segmentation tools use for label images; no installed library exports it.
-    """
-    out = np.zeros((num_colors, 3), np.uint8)
-    for i in range(num_colors):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out[i] = (r, g, b)
-    return out
-
-
-#: Overlay tint of the one-class mask (rembg-like red); several classes use the VOC colours.
-_TINT = np.array([255, 40, 40], np.float32)
+__all__ = ["SegmentTask", "voc_palette"]
 
 
 class SegmentTask(Task):
@@ -47,9 +27,10 @@ class SegmentTask(Task):
     softmax for several) gives probabilities, which are upsampled (bilinear) to the photo's H x W before
     thresholding (one class: ``threshold``) or arg-max (several).
 
-    Output types (``output_type``):
-        mask: 8-bit "L" image, 0/255 for one class, class indices 0..N-1 for several; with ``palette`` a "P"
-            image whose pixel values are the same but which viewers show in the VOC colours.
+    Output types (``output_type``, renderers in :mod:`unetcli.outputs`):
+        mask: 8-bit "L" image, 0/255 for one class, class indices 0..N-1 for several; ``palette`` (or
+            ``output_type="palette"``): a "P" image whose pixel values are the same but which viewers show in the
+            VOC colours.
         overlay: the photo (RGB) with the mask tinted over it at 50% (red, or the VOC colour of each class).
         cutout: RGBA, the photo with alpha = the mask (255 where any non-background class is, else 0): what
             background-removal tools such as rembg write.
@@ -69,6 +50,10 @@ class SegmentTask(Task):
 
     output_kind = "mask"
     best_metric = ("iou", True)
+    options = ("threshold", "output_type", "palette")
+    has_classes = True
+    export_io = ("rgb", "logits", RGB_INPUT,
+                 "logits (unbounded); probabilities = sigmoid for 1 class, softmax over C for several")
 
     def __init__(self, spec, size: int | None = None, threshold: float = 0.5, output_type: str = "mask",
                  palette: bool = False, num_classes: int = 1) -> None:
@@ -76,16 +61,56 @@ class SegmentTask(Task):
         self.num_classes = num_classes
         if not 0.0 < threshold < 1.0:
             raise UsageError(f"--threshold {threshold}: must be between 0 and 1")
-        if output_type not in OUTPUT_TYPES:
-            raise UsageError(f"--output-type {output_type}: expected one of {', '.join(OUTPUT_TYPES)}")
+        self.renderer = get_renderer("palette" if palette and output_type == "mask" else output_type, "segment")
         self.threshold = threshold
         self.output_type = output_type
         self.palette = palette
 
+    @classmethod
+    def model_kwargs(cls, spec, state: dict[str, torch.Tensor]) -> dict:
+        """``num_classes`` read from a state dict's final conv ``<spec.logits_layer>.weight`` (C, C_in, k, k)."""
+        key = f"{spec.logits_layer}.weight"
+        return {"num_classes": int(state[key].shape[0])} if key in state else {}
+
+    @classmethod
+    def training_model_kwargs(cls, classes: int) -> dict:
+        """``{"num_classes": classes}`` for ``train --classes``."""
+        return {"num_classes": int(classes)}
+
+    @classmethod
+    def load_training_data(cls, spec, folder: Path, classes: int, warn) -> tuple[list[Path], list[np.ndarray], list]:
+        """``folder/images`` + ``folder/masks`` pairs (:func:`unetcli.data.load_segmentation_pairs`); for models
+        with a ``working_size``, scaled so that the longest side is the working size (the scale prediction runs at).
+
+        Raises:
+            UsageError: unusable data folder (see :func:`unetcli.data.load_segmentation_pairs`).
+        """
+        from unetcli.data import load_segmentation_pairs, scale_longest_side  # unetcli.data imports the tasks
+
+        paths, photos, masks = load_segmentation_pairs(folder, int(classes))
+        if spec.working_size:  # train at the scale prediction runs at: longest side = working size
+            photos, masks = map(list, zip(*(scale_longest_side(p, m, spec.working_size)
+                                            for p, m in zip(photos, masks)))) if photos else ([], [])
+        return paths, photos, masks
+
+    @classmethod
+    def export_metadata(cls, out_channels: int) -> dict[str, str]:
+        """``num_classes`` for the export's metadata."""
+        return {"num_classes": str(out_channels)}
+
+    def working_shape(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(W, H) of the network input for a photo of ``size`` = (W, H): ``size`` x ``size`` (squashed), or, for
+        models with a ``working_size``, the longest side = ``size`` with the aspect ratio kept."""
+        if not self.spec.working_size:
+            return self.size, self.size
+        w, h = size
+        f = self.size / max(w, h)
+        return max(1, round(w * f)), max(1, round(h * f))
+
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
-        small = resize_float(photo.rgb, (self.size, self.size))
+        small = resize_float(photo.rgb, self.working_shape(photo.size))
         ctx = {"size": photo.size}
-        if self.output_type != "mask":  # overlay and cut-out need the photo itself at full size
+        if self.renderer.needs_photo:  # overlay and cut-out need the photo itself at full size
             ctx["rgb"] = to_uint8(photo.rgb)
         return chw(small), ctx
 
@@ -103,23 +128,8 @@ class SegmentTask(Task):
         return full.argmax(axis=2).astype(np.uint8)
 
     def finish(self, output: torch.Tensor, ctx: dict) -> Image.Image:
-        labels = self.labels(output, ctx["size"])
-        one_class = output.shape[0] == 1
-        if self.output_type == "cutout":
-            cut = Image.fromarray(ctx["rgb"], mode="RGB")
-            cut.putalpha(Image.fromarray(np.where(labels > 0, 255, 0).astype(np.uint8), mode="L"))
-            return cut
-        if self.output_type == "overlay":
-            colours = _TINT[None] if one_class else voc_palette(output.shape[0])[1:].astype(np.float32)
-            rgb = ctx["rgb"].astype(np.float32)
-            fg = labels > 0
-            rgb[fg] = 0.5 * rgb[fg] + 0.5 * colours[labels[fg] - 1]
-            return Image.fromarray(np.rint(rgb).astype(np.uint8), mode="RGB")
-        if self.palette:
-            im = Image.fromarray(labels, mode="L").convert("P")  # pixel values = class indices
-            im.putpalette(voc_palette().tobytes())
-            return im
-        return Image.fromarray(labels * 255 if one_class else labels, mode="L")
+        """(C, h, w) logits + context -> the output type's image at the photo's size (:mod:`unetcli.outputs`)."""
+        return self.renderer.render(self.labels(output, ctx["size"]), output.shape[0], ctx)
 
     def training_pair(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, w, 3) float32 sRGB in [0, 1] + (h, w) uint8 class indices -> (input (3, h, w), target).
