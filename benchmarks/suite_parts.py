@@ -139,7 +139,7 @@ def part_model(a: dict) -> dict:
     if variant.endswith("compile"):
         # `predict --compile`: torch.compile (Inductor) with weights frozen as constants, which fuses the
         # element-wise ops around the convs. Compiled on the first call.
-        from unetcli.engine.predict import compile_for_inference
+        from unetcli.engine.predictor import compile_for_inference
 
         model = compile_for_inference(model)
         t0 = time.perf_counter()

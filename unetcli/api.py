@@ -16,6 +16,7 @@ from pathlib import Path
 
 from unetcli.errors import UsageError, WeightsError
 
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registry names (not aliases) matching the shell-style ``pattern``, in ``unetcli models`` order."""
     from unetcli.models.registry import list_models as registry_list

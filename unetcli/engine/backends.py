@@ -22,8 +22,7 @@ from torch import nn
 from unetcli.devices import precision_name
 from unetcli.engine.model import fold_batchnorm, load_model
 from unetcli.errors import UsageError
-from unetcli.formats import EXPORT_EXTRA, Backend, format_of, import_optional  # noqa: F401 - re-exported
-from unetcli.formats.torchscript import TORCHSCRIPT_METADATA, TORCHSCRIPT_SUFFIXES  # noqa: F401 - re-exported
+from unetcli.formats import Backend, format_of
 from unetcli.models.registry import ModelSpec
 
 

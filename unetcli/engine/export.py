@@ -29,7 +29,7 @@ from unetcli import __version__
 from unetcli.engine.model import load_model
 from unetcli.errors import ExportError, UsageError
 from unetcli.formats import Format, get_format, import_optional
-from unetcli.formats.onnx import DEFAULT_OPSET, MIN_OPSET  # noqa: F401 - re-exported for the CLI
+from unetcli.formats.onnx import DEFAULT_OPSET  # noqa: F401 - re-exported for the CLI
 from unetcli.imageio import atomic_write
 from unetcli.models.registry import REGISTRY_VERSION, ModelSpec, get_spec
 from unetcli.tasks import task_class

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from unetcli.data import Loader, PredictDataset, keep_sample
-from unetcli.engine.predictor import Predictor, compile_for_inference  # noqa: F401 - compile_for_inference re-exported
+from unetcli.engine.predictor import Predictor
 from unetcli.errors import UsageError
 from unetcli.imageio import (ALPHA_FORMATS, collect_inputs, collect_listed, fit_for_format, image_format_for,
                              remove_stale_temporaries, save_atomic)

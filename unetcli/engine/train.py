@@ -537,7 +537,7 @@ class _Trainer:
         Raises:
             TrainingInterrupted: a signal arrived (single-process runs), after ``last.pt`` was saved.
         """
-        opts, device, net, stop = self.opts, self.device, self.net, self.stop
+        opts, device, stop = self.opts, self.device, self.stop
         skip, loss_sum, n = 0, 0.0, 0
         if self.partial is not None:  # resumed within this epoch: its first batches are done
             skip, loss_sum, n = self.partial["step"], self.partial["loss_sum"], self.partial["n"]
