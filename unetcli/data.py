@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from unetcli.errors import InputError, UsageError
 from unetcli.imageio import collect_inputs, is_image_name, read_photo, to_uint8
-from unetcli.tasks.base import Task
+from unetcli.tasks.base import Task, longest_side_size
 
 
 class Loader(DataLoader):
@@ -219,8 +219,7 @@ def scale_longest_side(photo: np.ndarray, mask: np.ndarray | None, side: int) ->
     """Resize a photo (H, W, 3) uint8 (bilinear, antialiased) and its (H, W) uint8 class-index mask (nearest) so
     that the longest side is ``side`` pixels, aspect ratio kept; the scale models with a ``working_size`` see."""
     h, w = photo.shape[:2]
-    f = side / max(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
+    size = longest_side_size((w, h), side)
     if size == (w, h):
         return photo, mask
     out = np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.BILINEAR))

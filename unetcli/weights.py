@@ -83,10 +83,8 @@ def load_pretrained_encoder(model: nn.Module, spec: ModelSpec) -> WeightsInfo:
     path = weights_dir() / "encoders" / f"{spec.encoder_weights}.safetensors"
     if not path.is_file():
         raise WeightsError(f"pretrained encoder {path} not found (rebuild it with examples/recipes/)")
-    digest = sha256_file(path)
     card = read_card(path)
-    if card.get("sha256") and card["sha256"] != digest:
-        raise WeightsError(f"{path}: sha256 {digest[:12]}... does not match its card: the file is corrupt")
+    digest = _verified_sha256(path, card)
     try:
         state = {k: v.float() for k, v in load_file(str(path), device="cpu").items()}
     except (SafetensorError, OSError) as exc:
@@ -141,11 +139,8 @@ def load_state(path: Path, spec: ModelSpec) -> tuple[dict[str, torch.Tensor], We
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} not found")
-    digest = sha256_file(path)
     card = read_card(path) if path.suffix == ".safetensors" else {}
-    if card.get("sha256") and card["sha256"] != digest:
-        raise WeightsError(f"{path}: sha256 {digest[:12]}... does not match its model card "
-                           f"({card['sha256'][:12]}...): the file is corrupt or was replaced")
+    digest = _verified_sha256(path, card)
     if card.get("model") and get_spec(card["model"]).name != spec.name:
         raise WeightsError(f"{path}: these weights are for {card['model']}, not {spec.name}")
     try:
@@ -158,6 +153,19 @@ def load_state(path: Path, spec: ModelSpec) -> tuple[dict[str, torch.Tensor], We
         raise WeightsError(f"{path}: not a readable weights file ({exc})") from exc
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return state, WeightsInfo(path=path, sha256=digest, card=card)
+
+
+def _verified_sha256(path: Path, card: dict) -> str:
+    """The file's sha256, checked against the one its card records (if any).
+
+    Raises:
+        WeightsError: the checksums differ.
+    """
+    digest = sha256_file(path)
+    if card.get("sha256") and card["sha256"] != digest:
+        raise WeightsError(f"{path}: sha256 {digest[:12]}... does not match its model card "
+                           f"({card['sha256'][:12]}...): the file is corrupt or was replaced")
+    return digest
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path, spec: ModelSpec) -> None:

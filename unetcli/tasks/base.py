@@ -137,6 +137,13 @@ def resize_float(arr: np.ndarray, size: tuple[int, int], resample=Image.Resampli
     return np.stack([resize_float(arr[:, :, c], size, resample) for c in range(arr.shape[2])], axis=2)
 
 
+def longest_side_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """(W, H) = ``size`` scaled so that its longest side is ``side`` pixels, aspect ratio kept (each side >= 1)."""
+    w, h = size
+    f = side / max(w, h)
+    return max(1, round(w * f)), max(1, round(h * f))
+
+
 def chw(arr: np.ndarray) -> torch.Tensor:
     """(H, W) or (H, W, C) float array -> contiguous float32 tensor (C, H, W)."""
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))

@@ -14,7 +14,7 @@ from unetcli.imageio import Photo, to_uint8
 from unetcli.losses import bce_dice_loss, ce_dice_loss
 from unetcli.metrics import iou_dice
 from unetcli.outputs import get_renderer, voc_palette
-from unetcli.tasks.base import RGB_INPUT, Task, chw, resize_float
+from unetcli.tasks.base import RGB_INPUT, Task, chw, longest_side_size, resize_float
 
 __all__ = ["SegmentTask", "voc_palette"]
 
@@ -103,9 +103,7 @@ class SegmentTask(Task):
         models with a ``working_size``, the longest side = ``size`` with the aspect ratio kept."""
         if not self.spec.working_size:
             return self.size, self.size
-        w, h = size
-        f = self.size / max(w, h)
-        return max(1, round(w * f)), max(1, round(h * f))
+        return longest_side_size(size, self.size)
 
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
         small = resize_float(photo.rgb, self.working_shape(photo.size))
