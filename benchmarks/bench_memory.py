@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "tests" / "data" / "photos" / "categorization_tajMahal.jpg"  # 320x213, about 3:2
 
 
-def make_photo(folder: Path, size: tuple[int, int]) -> Path:
-    """A ``size`` (width, height) JPEG upscaled (Lanczos) from a real photo."""
+def make_photo(folder: Path, size: tuple[int, int], source: Path = PHOTO) -> Path:
+    """A ``size`` (width, height) JPEG upscaled (Lanczos) from a real photo (``source``)."""
     from PIL import Image
 
     path = folder / f"photo_{size[0]}x{size[1]}.jpg"
-    with Image.open(PHOTO) as im:
+    with Image.open(source) as im:
         im.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(path, quality=90)
     return path
 

@@ -28,6 +28,10 @@ Figures (target in brackets):
 5. ``unetcli predict`` simple-black and unet-decolorize (shipped weights) vs Pillow open + ``convert("L")`` +
    save, whole-command wall time [>= 0.5x].
 6. peak memory of each of the above.
+7. colorize on 6000x4000 photos (issue 13): peak RSS of ``unetcli predict --model colorize --workers 0`` on one
+   such photo and on four, minus the same command on one ordinary photo: the memory a 24-Mpixel photo in flight
+   costs [<= 1.5 GB per photo, reported as 1.5 GB over the measured cost, >= 1x]. ``--only colorize-memory`` runs
+   this figure alone (about a minute) and prints its rows.
 
 The profile step writes ``torch.profiler`` top-op tables of the model forward and of an in-process predict, and,
 where ``py-spy`` is installed (``pip install -c constraints.txt '.[bench]'``), a sampled profile of the real
@@ -55,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_memory import _pss_kb, _tree  # noqa: E402  (same folder; shared helpers)
+from bench_memory import _pss_kb, _tree, make_photo  # noqa: E402  (same folder; shared helpers)
 
 PARTS = HERE / "suite_parts.py"
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -355,6 +359,52 @@ def _keep(r: dict, throughput: str, **extra) -> dict:
             **({"result": r["result"]} if r.get("result") else {}), **extra}
 
 
+# --------------------------------------------------------------------------------------------------- big photos
+
+#: Side lengths of the large photo of figure 7 (a 24-Mpixel camera's 3:2 frame) and the budget per photo in flight.
+BIG_PHOTO = (6000, 4000)
+BIG_PHOTO_BUDGET_MB = 1536
+
+
+def colorize_memory(tmp: Path, photos: Path, threads: int, weights: Path, runs: dict) -> list[dict]:
+    """Figure 7: peak RSS of ``unetcli predict --model colorize`` (one process: ``--workers 0``) on one ordinary
+    photo, on one 6000x4000 JPEG upscaled from it, and on four copies of that (batched together, two writer
+    threads); the cost per large photo in flight is the difference to the ordinary photo (start-up, weights and
+    the model are in both). Also the default ``--workers 2`` on the four, as the PSS sum of the process tree."""
+    source = sorted(p for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[0]
+    folders = {name: tmp / f"big-{name}" for name in ("small", "one", "four")}
+    for folder in folders.values():
+        folder.mkdir()
+    shutil.copy2(source, folders["small"] / source.name)
+    big = make_photo(folders["one"], BIG_PHOTO, source)
+    for i in range(4):
+        shutil.copy2(big, folders["four"] / f"{i}_{big.name}")
+    peaks = {}
+    for name, extra in (("small", ["--workers", "0"]), ("one", ["--workers", "0"]), ("four", ["--workers", "0"]),
+                        ("four-workers", [])):
+        folder = folders[name.split("-")[0]]
+        cmd = predict_cmd("unet-colorize", folder, tmp / f"out-big-{name}", weights)
+        r = run_child(cmd[:-2] + extra + cmd[-2:], threads)
+        n = len(list(folder.iterdir()))
+        if r["rc"] != 0:
+            raise RuntimeError(f"colorize on {name} failed (rc {r['rc']}): {r['stderr_tail']}")
+        peaks[name] = r
+        label = {"small": f"one {source.name} photo", "one": "one 6000x4000 photo",
+                 "four": "four 6000x4000 photos", "four-workers": "four 6000x4000 photos, --workers 2"}[name]
+        runs[f"unetcli predict --model colorize, {label}"] = _keep(
+            r, f"{n / r['wall']:.2f} img/s")
+    base = peaks["small"]["maxrss_mb"]
+    one, four = peaks["one"]["maxrss_mb"] - base, (peaks["four"]["maxrss_mb"] - base) / 4
+    return [figure("7", "colorize, one 6000x4000 photo: memory per photo in flight (budget over cost)",
+                   BIG_PHOTO_BUDGET_MB / one if one > 0 else None, 1.0, "x",
+                   f"{one:.0f} MB over one ordinary photo (peak RSS {peaks['one']['maxrss_mb']:.0f} vs {base:.0f} "
+                   f"MB, --workers 0); budget {BIG_PHOTO_BUDGET_MB} MB"),
+            figure("7", "colorize, four 6000x4000 photos: memory per photo (budget over cost)",
+                   BIG_PHOTO_BUDGET_MB / four if four > 0 else None, 1.0, "x",
+                   f"peak RSS {peaks['four']['maxrss_mb']:.0f} MB (--workers 0), {four:.0f} MB per photo; with "
+                   f"--workers 2 the process tree's PSS peaks at {peaks['four-workers']['tree_pss_mb']:.0f} MB")]
+
+
 # --------------------------------------------------------------------------------------------------- main
 
 
@@ -377,7 +427,11 @@ def main() -> None:
                                                               "in --quick; compiling takes ~1 min)")
     ap.add_argument("--no-profile", action="store_true", help="skip the profile step")
     ap.add_argument("--profile-dir", type=Path, help="where profiles go (default: profile/ beside --out)")
+    ap.add_argument("--only", choices=["colorize-memory"], help="run one figure alone and print its rows (nothing is "
+                                                                 "written unless --out is given explicitly)")
     args = ap.parse_args()
+    if args.only == "colorize-memory":
+        return only_colorize_memory(args)
     quick = args.quick
     n_photos = args.n_photos or (16 if quick else 64)
     threads = args.threads
@@ -488,6 +542,10 @@ def main() -> None:
         pil = end_to_end("Pillow open + convert('L') + PNG save", "pillow",
                          lambda folder, out, n: part("pillow-gray", threads, photos=str(folder), out=str(out)))
 
+        # -- 7. colorize memory on 6000x4000 photos
+        log("colorize memory, 6000x4000 photos")
+        big_figures = colorize_memory(tmp, photos, threads, weights, runs)
+
         # -- profiles
         profiles = {}
         if not args.no_profile:
@@ -539,6 +597,7 @@ def main() -> None:
                                    "(whole-command wall time)", pil["wall"] / r["wall"], 0.5, "x",
                               f"{r['wall']:.1f} s vs {pil['wall']:.1f} s for {n_photos} photos; marginal (start-up "
                               f"excluded) {ratio(r['marginal_img_s'], pil['marginal_img_s'])}"))
+    figures += big_figures
     meta["loadavg_end"] = os.getloadavg()
     meta["seconds"] = round(time.time() - started, 1)
     results = {"meta": meta, "figures": figures, "runs": runs, "model_only": model, "matmul": [m["result"] for m in mm],
@@ -550,6 +609,27 @@ def main() -> None:
     print(md)
     log(f"wrote {args.out} and {args.out.with_suffix('.md')}"
         + ("" if args.no_profile else f"; profiles in {profile_dir}"))
+
+
+def only_colorize_memory(args) -> None:
+    """``--only colorize-memory``: figure 7 alone, on the first of ``--photos``'s seeded sample."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="unetcli-bench-") as tmp:
+        tmp = Path(tmp)
+        photos = tmp / "photos"
+        stage_photos(select_photos(args.photos, 1), photos)
+        weights = args.colorize_weights or random_colorize_weights(tmp)
+        runs: dict[str, dict] = {}
+        figures = colorize_memory(tmp, photos, args.threads, weights, runs)
+    env = environment()
+    results = {"meta": {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": env["machine"],
+                        "threads": args.threads, "seconds": round(time.time() - started, 1),
+                        "colorize_weights": str(args.colorize_weights or "random (seed 0)")},
+               "figures": figures, "runs": runs}
+    if "--out" in sys.argv:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -106,7 +106,9 @@ def _outputs(folder: Path) -> list[Path]:
 
 
 def _hidden(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob(".*"))
+    """Hidden files left in ``folder`` (temporary files ...), apart from predict's record of its outputs
+    (``unetcli.imageio.OUTPUT_LOG``)."""
+    return sorted(p for p in folder.rglob(".*") if p.name != ".unetcli-outputs.jsonl")
 
 
 def _assert_complete_png(path: Path, size: tuple[int, int] | None = None) -> None:

@@ -45,7 +45,8 @@ def test_help_fits_80_columns_without_cutting_option_names(command):
 
 def test_train_help_shows_every_default():
     text = _flat(run_cli("train", "--help").stdout)
-    for default in ("[default: 1]", "[default: runs/MODEL]", "[default: 10]", "[default: 16]",
+    for default in ("[default: 1]", "[default: runs/MODEL, or runs/MODEL2 ... when that holds a run]",
+                    "[default: 10; with --resume, the run's own]", "[default: 16]",
                     "[default: the model's, 1e-3]", "[default: the model's]", "[default: never]", "[default: 0]",
                     "[default: 0.1]", "[default: constant]", "[default: 10.0]", "[default: auto]", "[default: 2]"):
         assert default in text, default

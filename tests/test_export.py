@@ -190,7 +190,7 @@ def _predict(photos: Path, out: Path, name: str, weights_file: Path) -> dict[str
         args += ["--size", "64"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    return {p.name: np.asarray(Image.open(p), np.int16) for p in sorted(out.iterdir())}
+    return {p.name: np.asarray(Image.open(p), np.int16) for p in sorted(out.glob("[!.]*"))}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -72,7 +72,7 @@ def test_bf16_outputs_stay_faithful_to_fp32(spec, random_weights, tmp_path):
                     "--files-from", listed, photos[0].parent, tmp_path / precision)
         assert r.returncode == 0, r.stderr
         assert f"cpu, {precision}" in r.stderr
-        outs[precision] = {p.name: np.asarray(Image.open(p)) for p in sorted((tmp_path / precision).iterdir())}
+        outs[precision] = {p.name: np.asarray(Image.open(p)) for p in sorted((tmp_path / precision).glob("[!.]*"))}
     assert sorted(outs["fp32"]) == sorted(outs["bf16"]) and len(outs["fp32"]) == len(photos)
     source = "shipped" if shipped is not None else "random"
     for name, a in outs["fp32"].items():

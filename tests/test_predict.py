@@ -17,7 +17,8 @@ from unetcli.imageio import read_photo
 
 
 def _inputs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file())
+    """The files in ``folder``, without predict's hidden record of its outputs (``.unetcli-outputs.jsonl``)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def test_simple_black_on_a_mixed_folder_writes_one_gray_image_per_photo(photo_folder, tmp_path):
@@ -66,7 +67,7 @@ def test_bad_files_are_reported_and_the_rest_is_written(photo_folder, tmp_path):
     assert "text.jpg: not an image file Pillow can read" in r.stderr
     assert "truncated.jpg: corrupt or truncated image" in r.stderr
     assert "failed 3" in r.stderr
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in _inputs(out))
     assert written == sorted(p.stem + ".png" for p in _inputs(photo_folder))  # no partial or temp files
 
 
@@ -78,7 +79,7 @@ def test_recursive_mirrors_relative_paths_and_ext(photo_folder, tmp_path):
     out = tmp_path / "out"
     r = run_cli("predict", "-m", "simple-black", "-r", "--ext", ".jpg", src, out)
     assert r.returncode == 0, r.stderr
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("[!.]*") if p.is_file()) == [
         "a/b/deep photo é.jpg", "top.jpg"]
     assert Image.open(out / "top.jpg").format == "JPEG"
 
@@ -170,7 +171,7 @@ def test_compile_gives_the_eager_outputs(tmp_path):
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         r = run_cli("predict", "-m", "colorize", *extra, "--quiet", photos, tmp_path / name)
         assert r.returncode == 0, r.stderr
-        outs[name] = {p.name: np.asarray(Image.open(p), np.float64) for p in sorted((tmp_path / name).iterdir())}
+        outs[name] = {p.name: np.asarray(Image.open(p), np.float64) for p in _inputs(tmp_path / name)}
     assert sorted(outs["eager"]) == sorted(outs["compiled"]) and len(outs["eager"]) == 4
     for name, a in outs["eager"].items():
         mse = np.mean((a - outs["compiled"][name]) ** 2)

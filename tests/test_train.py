@@ -47,7 +47,7 @@ def test_train_writes_weights_card_metrics_and_plot(tmp_path):
     # The trained weights are usable by predict.
     out = tmp_path / "pred"
     r = run_cli("predict", "-m", "simple-black", "--weights", run / "simple-black.safetensors", PHOTOS, out)
-    assert r.returncode == 0 and len(list(out.iterdir())) == 4
+    assert r.returncode == 0 and len([p for p in out.iterdir() if not p.name.startswith(".")]) == 4
 
 
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from unetcli.errors import InputError, UsageError
 from unetcli.imageio import collect_inputs, is_image_name, read_photo, to_uint8
@@ -35,16 +35,42 @@ class PredictDataset(Dataset):
     Sample dict: ``index`` (int), ``input`` ((C_in, h, w) float32 in [0, 1] or None), ``ctx`` (task context
     for ``Task.finish``), ``notes`` (list of str), ``error`` (str or None), ``seconds`` (float, time spent
     decoding and preparing).
+
+    Args:
+        paths: the files.
+        task: prepares each decoded photo.
+        indices: the indices of ``paths`` this dataset serves, in order (default: all); item k is file
+            ``indices[k]`` and its sample's ``index`` is ``indices[k]``.
+        busy: shared memory (``multiprocessing.RawArray``, one slot per DataLoader worker) in which each worker
+            keeps the index it is decoding (-1: none), so that when a worker process is killed the file it was
+            decoding is known (:meth:`busy_indices`).
     """
 
-    def __init__(self, paths: list[Path], task: Task) -> None:
+    def __init__(self, paths: list[Path], task: Task, indices: list[int] | None = None, busy=None) -> None:
         self.paths = paths
         self.task = task
+        self.indices = list(range(len(paths))) if indices is None else indices
+        self.busy = busy
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.indices)
 
-    def __getitem__(self, index: int) -> dict:
+    def busy_indices(self) -> set[int]:
+        """The files the workers were decoding when last seen (after a worker died: the one it was decoding)."""
+        return {i for i in (self.busy or []) if i >= 0}
+
+    def __getitem__(self, k: int) -> dict:
+        index = self.indices[k]
+        worker = get_worker_info()
+        if self.busy is not None and worker is not None:
+            self.busy[worker.id] = index
+        try:
+            return self._sample(index)
+        finally:
+            if self.busy is not None and worker is not None:
+                self.busy[worker.id] = -1
+
+    def _sample(self, index: int) -> dict:
         started = time.perf_counter()
         sample = {"index": index, "input": None, "ctx": None, "notes": [], "error": None, "seconds": 0.0}
         try:

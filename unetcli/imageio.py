@@ -9,11 +9,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import json
 import os
+import re
+import stat
+import struct
+import unicodedata
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -52,10 +58,86 @@ class Photo:
         return self.rgb.shape[1], self.rgb.shape[0]
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on escaped, for one message line.
+
+    Control characters (``\\n``, ``\\r``, ESC ...), Unicode line/paragraph separators, format characters (bidi
+    overrides) and the surrogates that stand for undecodable bytes in file names (``os.fsdecode``) become ``\\n``,
+    ``\\x1b``, ``\\u202e`` ...: a file name can neither forge a ``failed:`` line nor fail to print.
+    """
+    def escape(ch: str) -> str:
+        if ch in "\n\r\t":
+            return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch]
+        if 0xDC80 <= ord(ch) <= 0xDCFF:  # os.fsdecode's stand-in for the undecodable byte ord(ch) - 0xDC00
+            return f"\\x{ord(ch) - 0xDC00:02x}"
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+    if text.isprintable():
+        return text
+    return "".join(escape(ch) if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") else ch for ch in text)
+
+
+def _bomb_reason(exc: BaseException) -> str:
+    """One limit for every decompression bomb: Pillow's ``Image.MAX_IMAGE_PIXELS`` (its error quotes twice that)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels, " if found else ""
+    return (f"image too large for safe decoding ({size}above the limit of {Image.MAX_IMAGE_PIXELS:,} pixels, "
+            f"Pillow's Image.MAX_IMAGE_PIXELS)")
+
+
+def _plain(exc: BaseException) -> str:
+    """A decoder's exception in words: the internals of ``struct``/``zlib`` (``unpack_from requires a buffer of at
+    least 4 bytes ...``, also when Pillow re-raises them as ``SyntaxError``) become what they mean for the file."""
+    if isinstance(exc.__cause__, struct.error | zlib.error):
+        exc = exc.__cause__
+    if isinstance(exc, struct.error):
+        return "a header is cut short or malformed"
+    if isinstance(exc, zlib.error):
+        return "its compressed data is corrupt"
+    if isinstance(exc, MemoryError):
+        return "not enough memory to decode it"
+    return str(exc) or type(exc).__name__
+
+
+def _special_file(mode: int) -> str | None:
+    """What a non-regular file is ("a named pipe (FIFO)" ...), or None for a regular file."""
+    for test, kind in ((stat.S_ISDIR, "is a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind if kind.startswith("is ") else f"{kind}, not a regular file: not opened"
+    return None if stat.S_ISREG(mode) else "not a regular file: not opened"
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular file (symbolic links followed).
+
+    A FIFO, socket or device is never opened (opening a FIFO blocks until a writer appears, opening a device can
+    act on it): it is recognised by ``stat`` first, and the file is opened non-blocking and checked again, so a
+    special file swapped in between is not read either.
+
+    Raises:
+        InputError: a FIFO, socket, device or directory; the message says which.
+        OSError: the file cannot be opened (missing, permission denied, symbolic link loop ...).
+    """
+    kind = _special_file(os.stat(path).st_mode)
+    if kind is not None:
+        raise InputError(kind)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        kind = _special_file(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise InputError(kind)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _describe_open_error(path: Path, exc: BaseException) -> str:
     if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
-        return (f"image too large for safe decoding ({exc}); Pillow's decompression-bomb limit is "
-                f"{Image.MAX_IMAGE_PIXELS} pixels")
+        return _bomb_reason(exc)
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, FileNotFoundError):
@@ -72,9 +154,11 @@ def _describe_open_error(path: Path, exc: BaseException) -> str:
             pass
         header = _header_error(path)
         return f"corrupt image header ({header})" if header else "not an image file Pillow can read"
-    if isinstance(exc, SyntaxError | OSError | ValueError | EOFError):
-        return f"corrupt or truncated image ({exc})"
-    return f"cannot decode image ({type(exc).__name__}: {exc})"
+    if isinstance(exc, MemoryError):
+        return _plain(exc)
+    if isinstance(exc, SyntaxError | OSError | ValueError | EOFError | struct.error | zlib.error):
+        return f"corrupt or truncated image ({_plain(exc)})"
+    return f"cannot decode image ({type(exc).__name__}: {_plain(exc)})"
 
 
 def _header_error(path: Path) -> str | None:
@@ -96,7 +180,7 @@ def _header_error(path: Path) -> str | None:
                     f.seek(0)
                     factory(f, str(path)).close()
                 except Exception as exc:  # noqa: BLE001 - the plugin's reason is all we want
-                    return f"{fmt}: {exc}"
+                    return f"{fmt}: {_plain(exc)}"
     except OSError:
         pass
     return None
@@ -116,30 +200,42 @@ def read_photo(path: str | os.PathLike) -> Photo:
     path = Path(path)
     notes: list[str] = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught, open_regular(path) as f:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(f) as im:
                 if im.format == "PNG":
                     # load() does not check the CRC of every chunk (a bit flip in IDAT decodes silently);
-                    # Pillow's verify() does. It leaves the file unusable, hence the second open.
+                    # Pillow's verify() does. It leaves the image unusable, hence the second open.
                     im.verify()
-            with Image.open(path) as im:
+            f.seek(0)
+            with Image.open(f) as im:
                 n_frames = getattr(im, "n_frames", 1)
                 if n_frames > 1:
                     notes.append(f"{n_frames} frames: the first frame was used")
                     im.seek(0)
                 im.load()
                 mode = im.mode
-                transposed = ImageOps.exif_transpose(im)
-                if transposed is not im and im.getexif().get(0x0112, 1) != 1:
-                    notes.append("EXIF orientation applied")
-                im = transposed
+                im, rotated = _upright(im)
+                notes += rotated
                 rgb, alpha = _to_rgb_float(im)
+        # Pillow's warnings (corrupt EXIF, odd metadata ...) are about this file: notes, not stray stderr lines.
+        for message in dict.fromkeys(str(w.message) for w in caught):
+            notes.append(f"Pillow warned: {' '.join(message.split())}")
     except InputError:
         raise
     except (Exception, Image.DecompressionBombWarning) as exc:  # noqa: BLE001 - every decoder failure is reported
         raise InputError(_describe_open_error(path, exc)) from exc
     return Photo(rgb=rgb, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes)
+
+
+def _upright(im: Image.Image) -> tuple[Image.Image, list[str]]:
+    """Apply the EXIF orientation (``ImageOps.exif_transpose``); the note only when the pixels were really turned
+    or flipped (orientations 2-8), not for orientation 1 or a missing or invalid tag."""
+    orientation = im.getexif().get(0x0112, 1)
+    transposed = ImageOps.exif_transpose(im)
+    turned = transposed is not None and orientation in range(2, 9)
+    return (transposed if transposed is not None else im), (["EXIF orientation applied"] if turned else [])
 
 
 def photo_from_image(image: Image.Image | np.ndarray) -> Photo:
@@ -159,11 +255,8 @@ def photo_from_image(image: Image.Image | np.ndarray) -> Photo:
         image = Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
     elif not isinstance(image, Image.Image):
         raise InputError(f"expected a PIL image or a uint8 numpy array, got {type(image).__name__}")
-    notes = []
     mode = image.mode
-    transposed = ImageOps.exif_transpose(image)
-    if transposed is not image and image.getexif().get(0x0112, 1) != 1:
-        notes.append("EXIF orientation applied")
+    transposed, notes = _upright(image)
     rgb, alpha = _to_rgb_float(transposed)
     return Photo(rgb=rgb, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes)
 
@@ -255,25 +348,169 @@ def atomic_write(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def save_atomic(im: Image.Image, path: Path, fmt: str) -> None:
+def ensure_writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` (and its parents) and prove a file can be written there, before any work: a read-only
+    file system, missing permissions or a file in the way are found at once, not after the first hour.
+
+    Args:
+        folder: the output or run folder.
+        what: how the message names it (``"output folder"``, ``"run folder"``).
+
+    Raises:
+        UsageError: ``{what} {folder} is not writable ({reason})``.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".unetcli-write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{what} {printable(str(folder))} is not writable ({exc.strerror or exc})") from None
+
+
+def save_atomic(im: Image.Image, path: Path, fmt: str, before_replace: Callable[[Path], None] | None = None) -> None:
     """Write ``im`` to ``path`` so that ``path`` is either absent or complete, never half-written
     (:func:`atomic_write`); the parent folder is created. Encoder settings come from :data:`SAVE_OPTIONS`.
+
+    ``before_replace(tmp)`` runs once the file is encoded, before it takes its name (``predict`` records the
+    output in its :class:`OutputLog` there); if it raises, nothing is renamed and the temporary file is removed.
+
+    Raises:
+        OSError: the folder or file cannot be written (full disk, read-only file system, permission denied, a
+            file where a folder should be); no file is left at ``path`` or beside it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         im.save(tmp, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
+        if before_replace is not None:
+            before_replace(tmp)
 
 
-def _is_temporary_of(name: str, targets: set[str] | None) -> bool:
-    """True if ``name`` is ``.<target>.<pid>.tmp`` (:func:`temporary_name`) for one of ``targets`` (None: any)."""
+def append_line(fd: int, line: str) -> None:
+    """Append one ASCII ``line`` (ending in a newline) to the file open on ``fd`` (``O_APPEND``) in one ``write``.
+
+    Lines of concurrent writers (threads, processes sharing a file) never interleave (``O_APPEND``: each write
+    lands whole at the end). A line that could not be written whole (full disk) is cut off again, so the file
+    never holds a partial line.
+
+    Raises:
+        OSError: the line could not be written (nothing of it is left in the file when it could be removed).
+    """
+    data = line.encode("ascii")
+    start = os.fstat(fd).st_size
+    written = 0
+    try:
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError:
+        with contextlib.suppress(OSError):
+            if written and os.fstat(fd).st_size == start + written:  # no other writer appended meanwhile
+                os.ftruncate(fd, start)
+        raise
+
+
+def open_append(path: Path) -> int:
+    """An ``O_APPEND`` file descriptor for :func:`append_line` (the file is created if needed).
+
+    Raises:
+        OSError: the file cannot be opened for writing.
+    """
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+
+#: The record of what ``predict`` wrote into an OUTPUT folder: one JSON line per output written, at OUTPUT's root.
+OUTPUT_LOG = ".unetcli-outputs.jsonl"
+
+
+class OutputLog:
+    """What made each output in an OUTPUT folder: ``OUTPUT/.unetcli-outputs.jsonl``, one JSON line per output
+    written: its path (relative to OUTPUT), size and modification time (ns), and the ``made_by`` record (model,
+    weights sha256, the options that change pixels).
+
+    Why a log in OUTPUT rather than metadata inside each image: the images stay byte for byte what they were (and
+    what every other tool writes); every format is covered, also those without metadata (BMP, GIF); checking an
+    output is one ``stat``, not a decode; and a file that another program wrote or replaced has no matching record
+    (size and mtime differ), so ``--overwrite`` can tell unetcli's own outputs from everything else. Lines are
+    appended whole (:func:`append_line`), so threads, shards and concurrent runs sharing OUTPUT all add to one log,
+    and a record is written before its output takes its name, so a ``kill -9`` never leaves an output without one.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / OUTPUT_LOG
+        self.records: dict[str, list[dict]] = {}
+        self._fd: int | None = None
+        with contextlib.suppress(OSError):
+            with open(self.path, "rb") as f:
+                for raw in f:
+                    with contextlib.suppress(ValueError, AttributeError, KeyError, TypeError):
+                        rec = json.loads(raw)
+                        self.records.setdefault(rec["output"], []).append(rec)
+
+    def _key(self, output: Path) -> str:
+        return os.path.relpath(output, self.folder)
+
+    def made_by(self, output: Path) -> dict | None:
+        """The ``made_by`` record of the file now at ``output`` if unetcli wrote it (a record whose size and mtime
+        match the file), else None (no file, or a file unetcli has no record of writing)."""
+        try:
+            st = os.stat(output)
+        except OSError:
+            return None
+        for rec in reversed(self.records.get(self._key(output), [])):
+            if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+                return rec.get("made_by")
+        return None
+
+    def record(self, output: Path, written: Path, made_by: dict) -> None:
+        """Append the record of ``written`` (the encoded temporary file about to be renamed to ``output``).
+
+        Raises:
+            OSError: the log cannot be written (the caller then does not rename the output).
+        """
+        if self._fd is None:
+            self._fd = open_append(self.path)
+        st = os.stat(written)
+        append_line(self._fd, json.dumps({"output": self._key(output), "size": st.st_size,
+                                          "mtime_ns": st.st_mtime_ns, "made_by": made_by}) + "\n")
+
+    def close(self) -> None:
+        """Close the log file (it is opened on the first :meth:`record`)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _is_temporary_of(name: str, targets: set[str] | None) -> int | None:
+    """The writer's PID if ``name`` is ``.<target>.<pid>.tmp`` (:func:`temporary_name`) for one of ``targets``
+    (None: any), else None."""
     stem, _, suffix = name.rpartition(".")
     base, _, pid = stem.rpartition(".")
-    return (name.startswith(".") and suffix == "tmp" and pid.isdigit() and len(base) > 1
-            and (targets is None or base[1:] in targets))
+    if (name.startswith(".") and suffix == "tmp" and pid.isdigit() and len(base) > 1
+            and (targets is None or base[1:] in targets)):
+        return int(pid)
+    return None
+
+
+def _process_alive(pid: int) -> bool:
+    """True if a process with this PID exists on this machine (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process (or an unknowable PID): keep its file
+    return True
 
 
 def remove_stale_temporaries(targets: list[Path] | None = None, *, folder: Path | None = None) -> int:
     """Delete the temporary files :func:`atomic_write` left when a process was killed (``kill -9``).
+
+    Only files whose writer (the PID in the name) is gone are removed: another process writing into the same folder
+    keeps its live temporary files (two runs sharing OUTPUT never break each other's writes). Call it before this
+    process writes there: a file named with this process's own PID is then a dead predecessor's (PIDs repeat, e.g.
+    in containers) and is removed.
 
     Args:
         targets: remove only ``.<target name>.<pid>.tmp`` next to one of these files, so nothing but a run's own
@@ -297,7 +534,9 @@ def remove_stale_temporaries(targets: list[Path] | None = None, *, folder: Path 
         except OSError:
             continue
         for entry in entries:
-            if _is_temporary_of(entry.name, names) and entry.is_file(follow_symlinks=False):
+            pid = _is_temporary_of(entry.name, names)
+            if pid is not None and (pid == os.getpid() or not _process_alive(pid)) \
+                    and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1
@@ -319,21 +558,26 @@ def _readable_extensions() -> set[str]:
     return _READABLE
 
 
-def collect_inputs(source: str, recursive: bool = False) -> list[tuple[Path, Path]]:
+def collect_inputs(source: str, recursive: bool = False,
+                   unreadable: list[tuple[Path, str]] | None = None) -> list[tuple[Path, Path]]:
     """Expand an INPUT argument into sorted ``(file, relative path)`` pairs.
 
     Args:
         source: a file (taken whatever its extension), a folder (its image files; sub-folders with
             ``recursive``), or a glob pattern (``photos/*.jpg``, ``**`` allowed). Hidden files are skipped.
+            Special files (FIFOs, sockets, devices) with an image name are taken like files: reading them
+            (:func:`read_photo`) reports them without opening them.
         recursive: descend into sub-folders. Symlinked folders are followed once; a symlink loop is detected
             by real path and not entered twice.
+        unreadable: if given, each sub-folder that cannot be listed (permission denied ...) is appended as
+            ``(folder, reason)``; otherwise such folders are skipped.
 
     Returns:
         Pairs sorted by relative path; the relative path is what the output mirrors (for a folder, the path
         below it; for a glob, the path below its fixed leading part; for a file, its name).
 
     Raises:
-        UsageError: nothing matched.
+        UsageError: nothing matched, INPUT is a special file, or the INPUT folder itself cannot be listed.
     """
     p = Path(source)
     items: list[tuple[Path, Path]] = []
@@ -341,7 +585,8 @@ def collect_inputs(source: str, recursive: bool = False) -> list[tuple[Path, Pat
         items = [(p, Path(p.name))]
     elif p.is_dir():
         seen: set[str] = set()
-        for root, dirs, files in os.walk(p, followlinks=recursive):
+        failed: list[OSError] = []
+        for root, dirs, files in os.walk(p, followlinks=recursive, onerror=failed.append):
             real = os.path.realpath(root)
             if real in seen:
                 dirs[:] = []
@@ -352,18 +597,30 @@ def collect_inputs(source: str, recursive: bool = False) -> list[tuple[Path, Pat
                 f = Path(root) / name
                 if not name.startswith(".") and is_image_name(f):
                     items.append((f, f.relative_to(p)))
+        for exc in failed:
+            if os.path.abspath(exc.filename or p) == os.path.abspath(p):
+                raise UsageError(f"input {source!r}: cannot list the folder "
+                                 f"({(exc.strerror or str(exc)).lower()})")
+            if unreadable is not None:
+                reason = (exc.strerror or str(exc)).lower()
+                unreadable.append((Path(exc.filename), f"cannot list the folder ({reason}): its files were not read"))
+        if unreadable:
+            return sorted(items, key=lambda pair: str(pair[1]))
+    elif p.exists():
+        raise UsageError(f"input {source!r}: {_special_file(p.stat().st_mode)}; expected an image file, "
+                         f"a folder or a glob")
     elif _has_magic(source):
         fixed = _leading_fixed_parts(source)
         base = Path(*fixed) if fixed else Path(".")
         for match in glob.glob(source, recursive=True):
             f = Path(match)
-            if f.is_file() and not f.name.startswith("."):
+            if f.exists() and not f.is_dir() and not f.name.startswith("."):
                 items.append((f, f.relative_to(base) if f.is_relative_to(base) else Path(f.name)))
     else:
         raise UsageError(f"input {source!r}: no such file or folder")
     if not items:
-        raise UsageError(f"input {source!r}: no image files found" + ("" if recursive or not p.is_dir()
-                                                                       else " (add --recursive for sub-folders)"))
+        raise UsageError(f"input {source!r}: no image files found"
+                         + ("" if recursive or not p.is_dir() else " (add --recursive for sub-folders)"))
     return sorted(items, key=lambda pair: str(pair[1]))
 
 
@@ -384,8 +641,8 @@ def collect_listed(paths: list[str], base: str) -> list[tuple[Path, Path]]:
     """
     root = Path(base)
     if not root.is_dir():
-        raise UsageError(f"input {base!r}: with --files-from, INPUT is the folder that the outputs mirror the listed "
-                         f"paths relative to, and must be an existing folder (e.g. .)")
+        raise UsageError(f"input {base!r}: with --files-from, INPUT is the folder that the outputs mirror the "
+                         f"listed paths relative to, and must be an existing folder (e.g. .)")
     root_abs = os.path.abspath(root)
     items: list[tuple[Path, Path]] = []
     seen: set[str] = set()
@@ -401,7 +658,8 @@ def collect_listed(paths: list[str], base: str) -> list[tuple[Path, Path]]:
             continue
         items.append((Path(listed), Path(rel)))
     if outside:
-        raise UsageError(f"--files-from: {len(outside)} listed path(s) are not inside INPUT folder {base}, e.g. "
+        raise UsageError(f"--files-from: {len(outside)} listed path(s) are not inside INPUT folder "
+                         f"{printable(base)}, e.g. "
                          f"{outside[0]!r}; pass a folder that holds them all (e.g. / for absolute paths)")
     if not items:
         raise UsageError("--files-from: the list names no files")

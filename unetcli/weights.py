@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from unetcli.errors import WeightsError
@@ -127,32 +130,107 @@ def load_state(path: Path, spec: ModelSpec) -> tuple[dict[str, torch.Tensor], We
 
     Args:
         path: ``.safetensors`` file (any float dtype; cast to float32 on load), or a training checkpoint
-            ``.pt`` written by ``unetcli train`` (read with ``weights_only=True``).
+            ``.pt`` written by ``unetcli train`` (read with ``weights_only=True``), or a plain state dict ``.pt``.
         spec: the registry model the weights are meant for.
 
     Returns:
         (state dict of float32/int tensors, :class:`WeightsInfo`).
 
     Raises:
-        WeightsError: missing file, unreadable file, checksum mismatch, or a card naming another model.
+        WeightsError: missing file, a directory, an empty or unreadable file, a pickle of anything but tensors
+            (never unpickled), a file that is not a state dict, checksum mismatch, or a card naming another model.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} not found")
+    check_weights_file(path)
     card = read_card(path) if path.suffix == ".safetensors" else {}
     digest = _verified_sha256(path, card)
     if card.get("model") and get_spec(card["model"]).name != spec.name:
         raise WeightsError(f"{path}: these weights are for {card['model']}, not {spec.name}")
-    try:
-        if path.suffix == ".pt":
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
-        else:
+    if path.suffix == ".pt":
+        ckpt = read_torch_file(path)
+        state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+        state = _as_state_dict(state, path)
+    else:
+        try:
             state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise WeightsError(f"{path}: not a readable weights file ({exc})") from exc
+        except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+            raise WeightsError(f"{path}: not a safetensors file ({exc})") from exc
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return state, WeightsInfo(path=path, sha256=digest, card=card)
+
+
+def check_weights_file(path: Path) -> None:
+    """A weights path must be a regular, non-empty file.
+
+    Raises:
+        WeightsError: it does not exist, is a directory (or another non-file), or is empty.
+    """
+    try:
+        st = path.stat()
+    except OSError as exc:
+        what = "not found" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror or exc})"
+        raise WeightsError(f"weights file {path} {what}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise WeightsError(f"{path}: is a directory, not a weights file")
+    if not stat.S_ISREG(st.st_mode):
+        raise WeightsError(f"{path}: is not a regular file (a FIFO, socket or device), not a weights file")
+    if st.st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes), not a weights file")
+
+
+def read_torch_file(path: Path):
+    """``torch.load(path, weights_only=True)``: tensors, dicts, lists and numbers only; a pickle that names any other
+    Python object (a class, a function such as ``os.system``) is refused and never executed.
+
+    Raises:
+        WeightsError: empty, not a PyTorch file, or a pickle of other objects; the message says which.
+    """
+    check_weights_file(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found or _looks_pickled(path):  # a pickle with more in it than torch's weights-only unpickler allows
+            names = f"it names {found[1]}" if found else "it uses pickle instructions beyond tensors and containers"
+            raise WeightsError(f"{path}: a pickle of Python objects, not only tensors ({names}); it was never "
+                               f"unpickled (weights are read with torch.load(weights_only=True))") from None
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)") \
+            from None
+    except (RuntimeError, ValueError, EOFError, OSError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise WeightsError(f"{path}: not a PyTorch checkpoint ({_first_line(str(exc)) or type(exc).__name__})") \
+            from None
+
+
+def _looks_pickled(path: Path) -> bool:
+    """True if the file starts as a pickle does (PROTO opcode, protocol 2-5) or as a zip archive (``torch.save``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return head == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0][:200] if lines else ""
+
+
+def _as_state_dict(state, path: Path) -> dict[str, torch.Tensor]:
+    """``state`` if it is a dict of tensors.
+
+    Raises:
+        WeightsError: a bare tensor, a list or another object, or a dict with a value that is not a tensor.
+    """
+    if isinstance(state, torch.Tensor):
+        raise WeightsError(f"{path}: holds a single tensor {tuple(state.shape)}, not a state dict (names -> tensors)")
+    if not isinstance(state, dict):
+        kind = {list: "a list", tuple: "a tuple"}.get(type(state), f"a {type(state).__name__}")
+        raise WeightsError(f"{path}: holds {kind}, not a state dict (names -> tensors)")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{path}: not a state dict: {key!r} is a {type(value).__name__}, not a tensor")
+    return state
 
 
 def _verified_sha256(path: Path, card: dict) -> str:
@@ -200,15 +278,19 @@ def save_weights(model: nn.Module, path: Path, card: dict, dtype: torch.dtype = 
 
     Returns:
         The card as written.
+
+    Raises:
+        OSError: a file could not be written (disk full, read-only ...); its temporary file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
                for k, v in model.state_dict().items()}
+    # Serialised in memory, written by Python: safetensors' own writer reports a full disk as a SafetensorError,
+    # a Python file as OSError (errno ENOSPC), which callers turn into one line naming the file.
+    data = save(tensors, metadata={"model": str(card.get("model", "")), "registry_version": str(REGISTRY_VERSION)})
     with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"model": str(card.get("model", "")),
-                                               "registry_version": str(REGISTRY_VERSION)})
-        os.chmod(tmp, 0o644)  # safetensors creates files owner-only; weights are meant to be shared
+        tmp.write_bytes(data)
     card = {**card, "file": path.name, "dtype": str(dtype).replace("torch.", ""),
             "registry_version": REGISTRY_VERSION, "sha256": sha256_file(path)}
     write_json_atomic(card_path(path), card)

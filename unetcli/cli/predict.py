@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -16,9 +17,10 @@ from unetcli import console
 from unetcli.cli.options import (BatchSizeOpt, DeviceOpt, ModelOpt, OutDirArg, PrecisionOpt, PredictWeightsOpt,
                                  SizeOpt, WorkersOpt, parse_shard)
 from unetcli.devices import Precision
-from unetcli.engine.predict import FileResult, PredictOptions, PredictSummary
+from unetcli.engine.predict import FileResult, PredictOptions, PredictSummary, StopRun
 from unetcli.engine.predict import predict as run_predict
 from unetcli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, UsageError
+from unetcli.imageio import append_line, open_append, printable
 
 
 def read_file_list(source: str) -> list[str]:
@@ -88,6 +90,10 @@ def predict(
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="Compile the model with torch.compile first (7-15 s per input shape, then about "
                           "1.3x faster): for long runs of same-size inputs (colorize, seg, tiles).")] = False,
+    suffix: Annotated[str, typer.Option(
+        "--suffix", metavar="TEXT", help="Add TEXT to every output's name (photo.jpg -> photo_out.png with --suffix "
+                                         "_out); lets OUTPUT be the INPUT folder, as outputs then never replace "
+                                         "photos.")] = "",
     tile: Annotated[int, typer.Option(
         "--tile", min=0, help="Full-resolution models (decolorize, simple-black): photos larger than this many "
                               "pixels on a side run on overlapping tiles of this side (a multiple of 16), so memory "
@@ -106,57 +112,86 @@ def predict(
                           size=size, ext=ext, recursive=recursive, overwrite=overwrite, threshold=threshold,
                           output_type=output_type, palette=palette,
                           files_from=read_file_list(files_from) if files_from is not None else None,
-                          shard=parse_shard(shard), fail_fast=fail_fast, tile=tile, compile=compile_model)
+                          shard=parse_shard(shard), fail_fast=fail_fast, tile=tile, compile=compile_model,
+                          suffix=suffix)
     try:
-        report_file = open(report, "a", encoding="ascii") if report is not None else None
+        report_fd = open_append(report) if report is not None else None
     except OSError as exc:
-        raise UsageError(f"--report {report}: cannot open it for writing ({exc.strerror or exc})") from exc
+        raise UsageError(f"--report {printable(str(report))}: cannot open it for writing "
+                         f"({exc.strerror or exc})") from exc
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM (kill, job schedulers) is Ctrl-C, also while setting up
     try:
-        s = run_predict(opts, on_result=_reporter(report_file, json_lines, quiet),
+        s = run_predict(opts, on_result=_reporter(report, report_fd, json_lines, quiet),
                         show_progress=None if not quiet else False)
     except KeyboardInterrupt:  # during set-up (loading weights ...): nothing was written yet
         console.err.print("interrupted before any file was processed")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
-        if report_file is not None:
-            report_file.close()
+        if report_fd is not None:
+            os.close(report_fd)
+    if s.interrupted:  # an impatient second Ctrl-C must not cut the count line or the exit short
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     _finish(s, output, quiet)
 
 
-def _reporter(report_file, json_lines: bool, quiet: bool) -> Callable[[FileResult], None]:
+def _interrupt(signum, frame) -> None:
+    """Signal handler: SIGTERM raises ``KeyboardInterrupt``, as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _reporter(report: Path | None, report_fd: int | None, json_lines: bool,
+              quiet: bool) -> Callable[[FileResult], None]:
     """The per-file callback of ``predict``: JSON lines to ``--report`` / stdout (``--json``), failures and notes
-    on stderr."""
+    on stderr (file names and reasons with control characters escaped, so no name can forge a line).
+
+    A ``--report`` line that cannot be written (full disk ...) stops the run (``StopRun``: files in flight are
+    finished, the report keeps only whole lines); a closed stdout (``--json | head``) stops it as an interrupt,
+    quietly: the JSON lines are dropped from then on and nothing more is written to the closed pipe.
+    """
+    state = {"stdout": json_lines, "report": report_fd is not None}
 
     def on_result(r: FileResult) -> None:
-        if report_file is not None or json_lines:
-            line = report_line(r) + "\n"
-            if report_file is not None:
-                report_file.write(line)
-                report_file.flush()  # a killed run keeps the lines of the files it finished
-            if json_lines:
+        line = report_line(r) + "\n"
+        if state["report"]:
+            try:
+                append_line(report_fd, line)  # whole lines, flushed: a killed run keeps those of its finished files
+            except OSError as exc:
+                state["report"] = False  # stop once: the files in flight are still finished and counted
+                raise StopRun(f"--report {printable(str(report))} cannot be written: "
+                              f"{(exc.strerror or str(exc)).lower()}") from None
+        if r.status == "failed":
+            console.err.print(f"[red]failed:[/] {escape(printable(r.input))}: {escape(printable(r.error or ''))}")
+        elif r.notes and not quiet and r.status == "done":
+            console.err.print(f"note: {escape(printable(r.input))}: {escape(printable('; '.join(r.notes)))}")
+        if state["stdout"]:
+            try:
                 sys.stdout.write(line)
                 sys.stdout.flush()
-        if r.status == "failed":
-            console.err.print(f"[red]failed:[/] {escape(r.input)}: {escape(r.error or '')}")
-        elif r.notes and not quiet and r.status == "done":
-            console.err.print(f"note: {escape(r.input)}: {escape('; '.join(r.notes))}")
+            except BrokenPipeError:
+                state["stdout"] = False
+                # Nothing more may reach the closed pipe, not even the interpreter's flush at exit.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise StopRun("stdout was closed", interrupted=True) from None
 
     return on_result
 
 
 def _finish(s: PredictSummary, output: Path, quiet: bool) -> None:
-    """Print the final count line and exit with the run's code (130 interrupted, 1 some failed)."""
+    """Print the final count line and exit with the run's code (130 interrupted, 1 some failed or stopped)."""
     line = f"done {s.done}, skipped {s.skipped}, failed {s.failed}"
     if s.not_started:
         line += f", not started {s.not_started}"
-    line += f" -> {output}"
+    line += f" -> {printable(str(output))}"
     if not quiet:
         line += f"  [{s.device}, {s.precision}]"
     if s.interrupted:
-        console.err.print(f"interrupted: {escape(line)}")
+        reason = f" ({s.stop_reason})" if s.stop_reason else ""
+        console.err.print(f"interrupted: {escape(line)}{escape(reason)}")
         raise typer.Exit(EXIT_INTERRUPTED)
     if s.stopped:
-        line += "  (stopped at the first failure: --fail-fast)"
+        line += f"  ({s.stop_reason})"
     console.err.print(escape(line))
-    if s.failed:
+    if s.failed or s.stopped:
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -35,7 +35,9 @@ def train(
         help="unet-seg: number of classes (1: sigmoid, BCE + soft Dice; N > 1: softmax, cross-entropy + soft Dice, "
              "class 0 = background). [default: 1]")] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", metavar="DIR", help="Run folder. [default: runs/MODEL]")] = None,
+        "--out", "-o", metavar="DIR",
+        help="Run folder; one that holds a run is refused (continue it with --resume). [default: runs/MODEL, or "
+             "runs/MODEL2 ... when that holds a run]")] = None,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", metavar="RUN",
         help="Continue the run in this folder from its last checkpoint (model, data and hyper-parameters come "
@@ -43,11 +45,13 @@ def train(
     weights: Annotated[Optional[Path], typer.Option(
         "--weights", "-w", metavar="FILE",
         help="Start from these weights (.safetensors) instead of a random initialisation (fine-tuning).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, metavar="N", help="Total epochs of the run.")] = 10,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", "-e", min=1, metavar="N",
+        help="Total epochs of the run. [default: 10; with --resume, the run's own]")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", "-b", min=1, metavar="N", help="Crops per batch. [default: 16]")] = None,
     lr: Annotated[Optional[float], typer.Option(
-        "--lr", min=0.0, metavar="LR", help="Adam learning rate. [default: the model's, 1e-3]")] = None,
+        "--lr", metavar="LR", help="Adam learning rate, a finite number > 0. [default: the model's, 1e-3]")] = None,
     size: Annotated[Optional[int], typer.Option(
         "--size", min=16, metavar="PX", help="Crop size in pixels (multiple of 16). [default: the model's]")] = None,
     crops_per_photo: Annotated[Optional[int], typer.Option(
@@ -106,14 +110,15 @@ def train(
                         freeze_encoder_epochs=freeze_encoder_epochs, sync_bn=sync_bn,
                         save_every=save_every,
                         device=device, precision=precision.value,
-                        workers=workers, resume=resume is not None)
+                        workers=workers, resume=resume is not None, auto_name=resume is None and out is None)
     try:
         card = run_train(opts, log=lambda line: console.err.print(escape(line)))
     except KeyboardInterrupt:  # before training started, or a second Ctrl-C: no new checkpoint was written
-        console.err.print(f"interrupted: {run_dir}/last.pt, if there is one, is the last complete checkpoint")
+        console.err.print(f"interrupted: {escape(str(opts.out))}/last.pt, if there is one, is the last complete "
+                          "checkpoint")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if card:  # rank 0 (or a single process) reports the weights it wrote
-        console.out.print(f"{run_dir}/{card['model']}.safetensors")
+        console.out.print(escape(str(Path(opts.out) / f"{card['model']}.safetensors")))
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

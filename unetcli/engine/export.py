@@ -30,7 +30,7 @@ from unetcli.engine.model import load_model
 from unetcli.errors import ExportError, UsageError
 from unetcli.formats import Format, get_format, import_optional
 from unetcli.formats.onnx import DEFAULT_OPSET  # noqa: F401 - re-exported for the CLI
-from unetcli.imageio import atomic_write
+from unetcli.imageio import atomic_write, temporary_name
 from unetcli.models.registry import REGISTRY_VERSION, ModelSpec, get_spec
 from unetcli.tasks import task_class
 from unetcli.weights import WeightsInfo
@@ -232,6 +232,7 @@ def export_model(opts: ExportOptions, log: Callable[[str], None] | None = None) 
         dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--output {dst}: cannot create its folder ({exc.strerror or exc})") from exc
+    _check_writable(dst)
     try:
         with atomic_write(dst) as tmp:
             log(f"exporting {spec.name} to {fmt.name} ({fmt.exporter(settings)}), example {tuple(example.shape)} ...")
@@ -246,6 +247,21 @@ def export_model(opts: ExportOptions, log: Callable[[str], None] | None = None) 
                         checker=fmt.has_checker, runtime=runtime, max_abs_diff=diff, atol=limit,
                         weights=str(info.path), weights_sha256=info.sha256, size_bytes=dst.stat().st_size,
                         seconds=round(time.perf_counter() - started, 2), metadata=metadata)
+
+
+def _check_writable(dst: Path) -> None:
+    """Prove a file can be created beside ``dst`` before the export runs (it takes seconds to a minute), so a
+    read-only folder is found at once. A disk that fills up is found when the file is written.
+
+    Raises:
+        UsageError: the folder is not writable; the message names ``dst`` and the reason.
+    """
+    probe = temporary_name(dst)
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--output {dst}: cannot write ({exc.strerror or exc})") from None
 
 
 def _verify(fmt: Format, path: Path, model: nn.Module, check: torch.Tensor, input_name: str, settings: dict,

@@ -11,13 +11,19 @@ temporary files.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import multiprocessing
 import os
+import re
+import signal
+import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -25,10 +31,13 @@ from tqdm import tqdm
 from unetcli.data import Loader, PredictDataset, keep_sample
 from unetcli.engine.predictor import Predictor
 from unetcli.errors import UsageError
-from unetcli.imageio import (ALPHA_FORMATS, collect_inputs, collect_listed, fit_for_format, image_format_for,
+from unetcli.imageio import (ALPHA_FORMATS, OUTPUT_LOG, OutputLog, collect_inputs, collect_listed,
+                             ensure_writable_folder, fit_for_format, image_format_for, printable,
                              remove_stale_temporaries, save_atomic)
 from unetcli.models.registry import get_spec
 from unetcli.tasks import task_class
+from unetcli.tasks.base import check_output_format, writes_in_flight
+from unetcli.weights import sha256_file, shipped_weights
 
 
 #: Threads that post-process and encode outputs while the model runs.
@@ -65,6 +74,8 @@ class PredictOptions:
     tile: int = 512
     #: Compile the PyTorch model with ``torch.compile`` (Inductor, weights frozen) before the first batch.
     compile: bool = False
+    #: Added to every output's stem (``photo.jpg`` -> ``photo_out.png`` with ``_out``), as Real-ESRGAN's ``--suffix``.
+    suffix: str = ""
 
 
 @dataclass
@@ -97,25 +108,139 @@ class PredictSummary:
     stopped: bool = False
     #: Files of this run (shard) that were neither done nor failed because the run was interrupted or stopped.
     not_started: int = 0
+    #: Why the run stopped early (``--fail-fast``, a full disk, stdout closed ...), for the final line.
+    stop_reason: str = ""
 
 
-def plan_outputs(items: list[tuple[Path, Path]], out_dir: Path, ext: str) -> list[tuple[Path, Path]]:
-    """(input file, relative path) -> (input file, output file) mirroring the relative path, suffix ``ext``.
+class StopRun(Exception):
+    """Raised by an ``on_result`` callback to end the run the way an interrupt does (the files in flight are
+    finished, the rest not started): its consumer is gone (stdout closed) or its log cannot be written.
 
-    Two inputs that would map to the same output (``a.jpg`` and ``a.png``) keep their input suffix in the
-    name (``a_jpg.png``, ``a_png.png``) instead of overwriting each other.
+    Args:
+        reason: for the final line.
+        interrupted: report the run as interrupted (exit 130) rather than stopped (exit 1).
+    """
+
+    def __init__(self, reason: str, interrupted: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.interrupted = reason, interrupted
+
+
+def plan_outputs(items: list[tuple[Path, Path]], out_dir: Path, ext: str, suffix: str = "") -> list[tuple[Path, Path]]:
+    """(input file, relative path) -> (input file, output file) mirroring the relative path: stem + ``suffix`` +
+    ``ext``.
+
+    Every output name is distinct, also on case-insensitive file systems (names are compared case-folded): inputs
+    that would share an output (``a.jpg`` and ``a.png``) keep their input suffix in the name (``a_jpg.png``,
+    ``a_png.png``), and a name still taken (``a.png`` and ``a.PNG``, or an input ``a_png.png``) gets a number
+    (``a_png_2.png``). The plan depends only on the whole sorted list, so every shard and writer thread names every
+    file the same way and no two inputs ever write one file.
     """
     ext = ext if ext.startswith(".") else "." + ext
-    targets = [out_dir / rel.with_suffix(ext) for _, rel in items]
-    counts: dict[Path, int] = defaultdict(int)
-    for t in targets:
-        counts[t] += 1
+    wanted = [rel.with_name(rel.stem + suffix + ext) for _, rel in items]
+    counts = Counter(str(w).casefold() for w in wanted)
+    taken = {str(w).casefold() for w in wanted if counts[str(w).casefold()] == 1}
     plan = []
-    for (src, rel), target in zip(items, targets):
-        if counts[target] > 1:
-            target = out_dir / rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}{ext}")
-        plan.append((src, target))
+    for (src, rel), target in zip(items, wanted):
+        if counts[str(target).casefold()] > 1:
+            base, n = f"{rel.stem}_{rel.suffix.lstrip('.').lower()}", 1
+            target = rel.with_name(base + suffix + ext)
+            while str(target).casefold() in taken:
+                n += 1
+                target = rel.with_name(f"{base}_{n}{suffix}{ext}")
+            taken.add(str(target).casefold())
+        plan.append((src, out_dir / target))
     return plan
+
+
+def refuse_inputs_as_outputs(opts: PredictOptions, plan: list[tuple[Path, Path]]) -> None:
+    """Refuse, before any work, a run whose outputs could replace its inputs.
+
+    OUTPUT equal to or inside an INPUT folder is refused unless ``--suffix`` is given (then outputs are written
+    beside the inputs under new names); and no planned output may be an existing input file (the same file,
+    by device and inode: also through symbolic or hard links).
+
+    Raises:
+        UsageError: one line saying why and what to do instead.
+    """
+    out_dir = Path(opts.output)
+    folder = opts.source if opts.files_from is not None or Path(opts.source).is_dir() else None
+    if folder is not None and not opts.suffix:
+        rel = os.path.relpath(os.path.realpath(out_dir), os.path.realpath(folder))
+        if rel == os.curdir or not (rel == os.pardir or rel.startswith(os.pardir + os.sep)):
+            where = "is the INPUT folder" if rel == os.curdir else f"is inside the INPUT folder {printable(folder)}"
+            raise UsageError(f"OUTPUT {printable(str(out_dir))} {where}: outputs could replace the photos and later "
+                             f"runs would read them as inputs; choose an OUTPUT folder outside INPUT, or add --suffix "
+                             f"(e.g. --suffix _out) to write beside the photos under new names")
+    inputs: dict[tuple[int, int], Path] | None = None
+    for src, dst in plan:
+        try:
+            st = os.stat(dst)
+        except OSError:
+            continue  # no file there: it cannot be an input
+        if inputs is None:
+            inputs = {}
+            for s, _ in plan:
+                with contextlib.suppress(OSError):
+                    ist = os.stat(s)
+                    inputs[(ist.st_dev, ist.st_ino)] = s
+        if (st.st_dev, st.st_ino) in inputs:
+            raise UsageError(f"output {printable(str(dst))} would replace the input file "
+                             f"{printable(str(inputs[(st.st_dev, st.st_ino)]))}; choose an OUTPUT folder outside "
+                             f"INPUT, or a --suffix that gives outputs names no input has")
+
+
+def made_by(predictor: Predictor, opts: PredictOptions, fmt: str) -> dict:
+    """What makes an output's pixels, recorded with it (:class:`~unetcli.imageio.OutputLog`): the model, the
+    weights' sha256 and the options that change pixels (format, precision, tiling, working size, task options).
+    Device, batch size, workers and ``--compile`` are left out: they change speed, not the result."""
+    spec, task = predictor.spec, predictor.task
+    weights = Path(opts.weights) if opts.weights else shipped_weights(spec)
+    options = {"format": fmt, "precision": predictor.precision, "tile": predictor.tile,
+               "size": None if spec.full_resolution else task.size}
+    options.update({k: getattr(task, k, None) for k in task_class(spec).options})
+    return {"model": spec.name, "weights_sha256": sha256_file(weights) if weights else None, "options": options}
+
+
+def _differences(old: dict, new: dict) -> str:
+    """What differs between two :func:`made_by` records, in words (``model simple-black, precision bf16``)."""
+    diffs = [f"model {old.get('model')}"] if old.get("model") != new["model"] else []
+    if old.get("weights_sha256") != new["weights_sha256"]:
+        diffs.append(f"weights sha256 {str(old.get('weights_sha256'))[:12]}...")
+    old_options = old.get("options") or {}
+    diffs += [f"{k} {old_options.get(k)}" for k in new["options"] if old_options.get(k) != new["options"][k]]
+    return ", ".join(diffs) or "other settings"
+
+
+def sort_existing(plan: list[tuple[Path, Path]], log: OutputLog, made: dict, overwrite: bool,
+                  ) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
+    """Split the plan into the files to process and the results known before any work.
+
+    An existing output that unetcli wrote with the same model, weights and options is skipped (replaced with
+    ``overwrite``); one it wrote with other settings is reported as failed unless ``overwrite``; a file it has no
+    record of writing is never replaced (failed, also with ``overwrite``).
+    """
+    todo, results = [], []
+    for src, dst in plan:
+        if not os.path.lexists(dst):
+            todo.append((src, dst))
+            continue
+        old = log.made_by(dst)
+        if old is not None and (overwrite or old == made):
+            if overwrite:
+                todo.append((src, dst))
+            else:
+                results.append(FileResult(str(src), str(dst), "skipped", notes=["output exists (use --overwrite)"]))
+        elif old is not None:
+            results.append(FileResult(str(src), str(dst), "failed", error=(
+                f"output {printable(str(dst))} exists, made with other settings ({_differences(old, made)}); "
+                f"--overwrite replaces it")))
+        else:
+            results.append(FileResult(str(src), str(dst), "failed", error=(
+                f"output {printable(str(dst))} exists and unetcli has no record of writing it (in OUTPUT/"
+                f"{OUTPUT_LOG}): it is never replaced, not even with --overwrite; move it away or choose "
+                f"another OUTPUT")))
+    return todo, results
 
 
 def take_shard(plan: list, shard: tuple[int, int] | None) -> list:
@@ -136,43 +261,32 @@ def take_shard(plan: list, shard: tuple[int, int] | None) -> list:
     return plan[k - 1::n]
 
 
-def check_writable(out_dir: Path) -> None:
-    """Create ``out_dir`` and prove a file can be written there, before any work.
-
-    Raises:
-        UsageError: the folder cannot be created or written to.
-    """
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".unetcli-write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"output folder {out_dir} is not writable ({exc.strerror or exc})") from exc
-
-
 def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None = None,
             show_progress: bool | None = None) -> PredictSummary:
     """Run a registry model over a file, folder or glob and write one output per input.
 
     Args:
         opts: the run's options.
-        on_result: called once per input file with its :class:`FileResult` (failures, notes, timings).
+        on_result: called once per input file with its :class:`FileResult` (failures, notes, timings); it may
+            raise :class:`StopRun` to end the run early.
         show_progress: force the progress bar on/off; None shows it only when stderr is a terminal.
 
     Returns:
         The counts. Failed files do not raise; set-up problems do.
 
     Raises:
-        UsageError / WeightsError: bad option, no inputs, output folder not writable, missing weights,
-            unavailable device; raised before any file is processed.
-        KeyboardInterrupt: only while setting up; once files are processed an interrupt returns a summary
-            with ``interrupted`` set (files in flight finished, nothing half-written left).
+        UsageError / WeightsError: bad option, no inputs, OUTPUT that could replace inputs, output folder not
+            writable, missing weights, unavailable device; raised before any file is processed.
+        KeyboardInterrupt: only while setting up; once files are processed an interrupt (SIGINT, or SIGTERM when
+            called from the main thread) returns a summary with ``interrupted`` set (files in flight finished,
+            nothing half-written left).
     """
     get_spec(opts.model)  # an unknown model is the first error
     fmt = image_format_for(opts.ext)
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size {opts.batch_size}: must be at least 1")
+    if any(sep and sep in opts.suffix for sep in (os.sep, os.altsep, "\0")):
+        raise UsageError(f"--suffix {opts.suffix!r}: a suffix is added to file names and cannot hold a path separator")
     predictor = Predictor.configure(opts.model, weights=opts.weights, device=opts.device, precision=opts.precision,
                                     tile=opts.tile, size=opts.size, compile=opts.compile, batch_size=opts.batch_size,
                                     **task_options(opts))
@@ -180,33 +294,39 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
     if renderer is not None and renderer.alpha and fmt not in ALPHA_FORMATS:
         raise UsageError(f"--output-type {renderer.name} writes an alpha channel, which {fmt} cannot store; "
                          f"use --ext .png, .webp or .tif")
+    check_output_format(fmt, predictor.task.output_mode, opts.ext)  # e.g. .grib, .xbm: found before any decoding
+    out_dir = Path(opts.output)
+    unreadable: list[tuple[Path, str]] = []
     inputs = (collect_listed(opts.files_from, opts.source) if opts.files_from is not None
-              else collect_inputs(opts.source, opts.recursive))
+              else collect_inputs(opts.source, opts.recursive, unreadable=unreadable))
+    log = OutputLog(out_dir)
+    inputs = [(src, rel) for src, rel in inputs if log.made_by(src) is None]  # earlier outputs are never inputs
+    if not inputs and not unreadable:
+        raise UsageError(f"input {opts.source!r}: no image files found (only outputs of earlier runs)")
     # Output names are planned on the whole sorted list, so every shard names every file the same way.
-    plan = take_shard(plan_outputs(inputs, Path(opts.output), opts.ext), opts.shard)
-    check_writable(Path(opts.output))
+    whole_plan = plan_outputs(inputs, out_dir, opts.ext, opts.suffix)
+    refuse_inputs_as_outputs(opts, whole_plan)
+    plan = take_shard(whole_plan, opts.shard)
+    ensure_writable_folder(out_dir, "output folder")
     predictor.load()  # PyTorch weights, or an .onnx / TorchScript export
+    made = made_by(predictor, opts, fmt)
 
     summary = PredictSummary(device=str(predictor.device), precision=predictor.precision)
-    report = on_result or (lambda r: None)
-    todo = []
-    for src, dst in plan:
-        if dst.exists() and not opts.overwrite:
-            summary.skipped += 1
-            report(FileResult(str(src), str(dst), "skipped", notes=["output exists (use --overwrite)"]))
-        else:
-            todo.append((src, dst))
-    if not todo:
-        return summary
-    remove_stale_temporaries([dst for _, dst in todo])  # left by a run killed while writing these outputs
-
-    loader = Loader(PredictDataset([s for s, _ in todo], predictor.task), batch_size=None,
-                        collate_fn=keep_sample, num_workers=max(0, opts.workers),
-                        pin_memory=predictor.device.type == "cuda")
-    runner = _BatchRunner(opts, predictor, fmt, todo, summary, report)
-    runner.run(loader, show_progress)
+    source = Path(opts.source)
+    early = [FileResult(str(folder), str(out_dir / os.path.relpath(folder, source)), "failed", error=reason)
+             for folder, reason in unreadable]
+    remove_stale_temporaries([dst for _, dst in plan])  # left by a run killed while writing these outputs
+    todo, known = sort_existing(plan, log, made, opts.overwrite)
+    early += known
+    summary.skipped = sum(r.status == "skipped" for r in early)
+    summary.failed = sum(r.status == "failed" for r in early)
+    runner = _BatchRunner(opts, predictor, fmt, todo, summary, on_result or (lambda r: None), log, made)
+    try:
+        runner.run(early, show_progress)
+    finally:
+        log.close()
     summary.stopped = runner.stop
-    summary.not_started = len(todo) - summary.done - summary.failed
+    summary.not_started = len(todo) - summary.done - (summary.failed - sum(r.status == "failed" for r in early))
     return summary
 
 
@@ -219,71 +339,234 @@ def task_options(opts: PredictOptions) -> dict:
     return options
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """True for the errors a forward pass raises when memory runs out (CUDA, the CPU allocator, onnxruntime)."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError | MemoryError) or (
+        isinstance(exc, RuntimeError) and any(k in text for k in ("out of memory", "can't allocate memory",
+                                                                   "failed to allocate memory")))
+
+
+def _worker_died(exc: BaseException) -> str | None:
+    """How a DataLoader worker died, in words, if ``exc`` is PyTorch's error for it (else None)."""
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or "DataLoader worker" not in text:
+        return None
+    found = re.search(r"killed by signal: ([^.]+)", text)
+    return f"killed by signal {found.group(1)}" if found else "it exited unexpectedly"
+
+
+def _quiet_sigchld():
+    """Stop PyTorch's SIGCHLD handler from raising a worker's death at any point of the main thread (in the middle
+    of a file's bookkeeping); the DataLoader still reports it from ``next()`` (it checks its workers while waiting),
+    where :meth:`_BatchRunner.process` handles it. Returns the handler to restore (None: nothing changed)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCHLD"):
+        return None
+    return signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+#: Write errors that concern the whole OUTPUT file system: the run stops at the first one.
+_RUN_WIDE_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _write_error(dst: Path, exc: BaseException) -> str:
+    """Why an output could not be written, in one line naming it."""
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            return f"could not write {printable(str(dst))}: a file is where a folder should be"
+        return f"could not write {printable(str(dst))}: {(exc.strerror or str(exc)).lower()}"
+    return f"could not write {printable(str(dst))} ({type(exc).__name__}: {exc})"
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM while files are processed: the first raises ``KeyboardInterrupt`` in the main thread (what
+    Ctrl-C does; SIGTERM, what ``kill`` and job schedulers send, is treated the same), except inside :meth:`held`
+    sections, where it is raised at the section's end; later signals are counted only, so finishing the files in
+    flight and counting them is never cut short. Signals that were ignored when the run started stay ignored."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._held = 0
+        self._pending = False
+        self._saved: dict[int, object] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                if previous is not signal.SIG_IGN:
+                    self._saved[sig] = previous
+                    signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._saved.items():
+            signal.signal(sig, previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        if self.count == 1:
+            if self._held:
+                self._pending = True
+            else:
+                raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A section an interrupt must not split (a file's bookkeeping)."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        if not self._held and self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
 class _BatchRunner:
     """The processing loop of :func:`predict`: decoded samples -> same-size batches (or tiles) -> model ->
     writer threads, reporting each file once it is written or has failed.
 
     Writes are settled in submission order, so results are reported in the order files reached the model, and at
     most ``2 * batch_size`` outputs (one for full-size tiled outputs) wait for the writers: memory stays bounded.
+
+    Faults of one file stay with that file: a DataLoader worker that dies (the out-of-memory killer) has the file it
+    was decoding retried alone in a fresh worker, then failed, while the rest goes on in new workers; a forward pass
+    that runs out of memory is retried one image at a time, then (full-resolution models) on smaller tiles.
     """
 
     def __init__(self, opts: PredictOptions, predictor: Predictor, fmt: str, todo: list[tuple[Path, Path]],
-                 summary: PredictSummary, report: Callable[[FileResult], None]) -> None:
+                 summary: PredictSummary, report: Callable[[FileResult], None], log: OutputLog | None = None,
+                 made: dict | None = None) -> None:
         self.opts, self.predictor, self.task, self.fmt = opts, predictor, predictor.task, fmt
-        self.todo, self.summary, self.report = todo, summary, report
+        self.todo, self.summary, self.report, self.log, self.made = todo, summary, report, log, made
         self.started = {i: 0.0 for i in range(len(todo))}
         self.pending: list[tuple[Future, int, list[str]]] = []
         self.buckets: dict[tuple, list[dict]] = defaultdict(list)
-        self.stop = False  # a file failed under --fail-fast
+        self.accounted: set[int] = set()  # handed to the writers, or failed
+        self.extra_notes: dict[int, list[str]] = defaultdict(list)
+        self.stop = False  # a file failed under --fail-fast, or OUTPUT cannot be written any more
+        self.interrupts = _Interrupts()
         self.bar: tqdm | None = None
         self.writer: ThreadPoolExecutor | None = None
 
-    def run(self, loader: Loader, show_progress: bool | None) -> None:
-        """Process every sample of ``loader``; an interrupt finishes the writes in flight and sets
-        ``summary.interrupted``."""
+    def run(self, early: list[FileResult], show_progress: bool | None) -> None:
+        """Report ``early`` (results known before any work), then process every file of ``todo``; an interrupt
+        finishes the writes in flight and sets ``summary.interrupted``."""
         opts = self.opts
         self.bar = tqdm(total=len(self.todo), unit="img", dynamic_ncols=True, leave=False,
                         disable=(not show_progress) if show_progress is not None else None)
         # Two writer threads: post-processing (numpy, scikit-image) and encoding (zlib) release the GIL, and for
         # working-size models they cost more per image than the forward pass (benchmarks/README.md, profile).
         self.writer = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="unetcli-writer")
-        try:
-            for sample in loader:
-                i = sample["index"]
-                self.started[i] = time.perf_counter() - sample.get("seconds", 0.0)
-                if sample["error"] is not None:
-                    self.fail(i, sample["error"])
-                elif self.predictor.needs_tiling(sample["input"]):
-                    self.run_tiled(sample)
-                else:
-                    key = self.predictor.padded_shape(sample["input"])
-                    self.buckets[key].append(sample)
-                    if len(self.buckets[key]) >= opts.batch_size:
-                        self.run_batch(self.buckets.pop(key))
-                    elif sum(len(b) for b in self.buckets.values()) >= 2 * opts.batch_size:
-                        # Many different sizes: run the fullest bucket so memory stays bounded.
-                        self.run_batch(self.buckets.pop(max(self.buckets, key=lambda k: len(self.buckets[k]))))
-                if self.stop:
-                    break  # --fail-fast: later files are not started; decoded earlier ones are finished below
-            for key in list(self.buckets):
+        with self.interrupts:
+            try:
+                for result in early:
+                    self.report(result)
+                if opts.fail_fast and self.summary.failed:
+                    self.stop_with("stopped at the first failure: --fail-fast")
+                self.process()
+                for key in list(self.buckets):
+                    self.run_batch(self.buckets.pop(key))
+                self.settle(block_until=0)
+            except (KeyboardInterrupt, StopRun) as exc:
+                if isinstance(exc, StopRun):
+                    self.summary.stop_reason = exc.reason
+                    self.stop = not exc.interrupted
+                self.summary.interrupted = not isinstance(exc, StopRun) or exc.interrupted
+                # Files already handed to the writer are finished (each is complete or absent); the rest is dropped.
+                self.settle(block_until=0)
+            finally:
+                self.writer.shutdown(wait=True)
+                self.bar.close()
+
+    def stop_with(self, reason: str) -> None:
+        """Start no more files (the files in flight are finished); ``reason`` goes on the final line."""
+        self.stop = True
+        self.summary.stop_reason = self.summary.stop_reason or reason
+
+    def loader(self, indices: list[int], workers: int) -> tuple[Loader, PredictDataset]:
+        """A DataLoader that decodes the files ``indices`` of ``todo`` in ``workers`` processes."""
+        dataset = PredictDataset([s for s, _ in self.todo], self.task, indices=indices,
+                                 busy=multiprocessing.RawArray("q", [-1] * max(1, workers)) if workers else None)
+        loader = Loader(dataset, batch_size=None, collate_fn=keep_sample, num_workers=workers,
+                        pin_memory=self.predictor.device.type == "cuda")
+        return loader, dataset
+
+    def process(self) -> None:
+        """Decode and run every file of ``todo``. When a decoding worker dies, the files it may have been decoding
+        are retried each in a worker of its own (a second death fails the file), the rest in new workers."""
+        remaining, alone = list(range(len(self.todo))), []
+        retry: set[int] = set()
+        while (remaining or alone) and not self.stop:
+            if alone:
+                indices, workers = [alone.pop(0)], 1
+            else:
+                indices, workers, remaining = remaining, max(0, self.opts.workers), []
+            loader, dataset = self.loader(indices, workers)
+            samples = iter(loader)
+            sigchld = _quiet_sigchld()
+            try:
+                while not self.stop:  # --fail-fast: later files are not started; decoded ones are finished later
+                    # An interrupt waits until the sample in transfer has arrived: cut off while a worker hands its
+                    # tensors over (file descriptors), the worker would print a traceback.
+                    with self.interrupts.held():
+                        sample = next(samples, None)
+                    if sample is None:
+                        break
+                    self.take(sample)
+            except RuntimeError as exc:
+                why = _worker_died(exc)
+                if why is None:
+                    raise
+                waiting = {s["index"] for b in self.buckets.values() for s in b}
+                lost = [i for i in indices if i not in self.accounted and i not in waiting]
+                suspects = dataset.busy_indices() & set(lost)
+                for i in sorted(suspects):
+                    if i in retry:
+                        self.fail(i, f"the process decoding it was {why} (twice; out of memory?)")
+                    else:
+                        retry.add(i)
+                        alone.append(i)
+                        self.extra_notes[i].append(f"decoded again: the worker process decoding it was {why}")
+                remaining += [i for i in lost if i not in suspects]
+                remaining.sort()
+            finally:
+                del samples, loader
+                if sigchld is not None:
+                    signal.signal(signal.SIGCHLD, sigchld)
+
+    def take(self, sample: dict) -> None:
+        """One decoded sample: failed, run on tiles, or added to the batch of its shape (run when full)."""
+        opts = self.opts
+        i = sample["index"]
+        self.started[i] = time.perf_counter() - sample.get("seconds", 0.0)
+        sample["notes"] = sample["notes"] + self.extra_notes.pop(i, [])
+        if sample["error"] is not None:
+            self.fail(i, sample["error"])
+        elif self.predictor.needs_tiling(sample["input"]):
+            self.run_tiled(sample)
+        else:
+            key = self.predictor.padded_shape(sample["input"])
+            self.buckets[key].append(sample)
+            if len(self.buckets[key]) >= writes_in_flight([s["ctx"] for s in self.buckets[key]], opts.batch_size):
                 self.run_batch(self.buckets.pop(key))
-            self.settle(block_until=0)
-        except KeyboardInterrupt:
-            self.summary.interrupted = True
-            # Files already handed to the writer are finished (each is complete or absent); the rest is dropped.
-            self.settle(block_until=0)
-        finally:
-            self.writer.shutdown(wait=True)
-            self.bar.close()
+            elif sum(len(b) for b in self.buckets.values()) >= 2 * opts.batch_size:
+                # Many different sizes: run the fullest bucket so memory stays bounded.
+                self.run_batch(self.buckets.pop(max(self.buckets, key=lambda k: len(self.buckets[k]))))
 
     def fail(self, i: int, error: str) -> None:
         """Report file ``i`` as failed (and stop the run under --fail-fast)."""
-        self.summary.failed += 1
-        src, dst = self.todo[i]
+        with self.interrupts.held():
+            self.accounted.add(i)
+            self.summary.failed += 1
+            src, dst = self.todo[i]
+            self.bar.update(1)
+            if self.opts.fail_fast:
+                self.stop_with("stopped at the first failure: --fail-fast")
         self.report(FileResult(str(src), str(dst), "failed", error=error,
                                seconds=time.perf_counter() - self.started[i]))
-        self.bar.update(1)
-        self.stop = self.stop or self.opts.fail_fast
 
     def settle(self, block_until: int) -> None:
         """Collect finished writes; wait for the oldest until at most ``block_until`` are in flight."""
@@ -294,35 +577,74 @@ class _BatchRunner:
                 notes = notes + future.result()
             except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
                 self.pending.pop(0)
-                self.fail(i, f"could not write output ({exc})")
+                self.fail(i, _write_error(dst, exc))
+                if isinstance(exc, OSError) and exc.errno in _RUN_WIDE_WRITE_ERRORS:
+                    self.stop_with(f"OUTPUT cannot be written: {(exc.strerror or str(exc)).lower()}")
                 continue
-            self.pending.pop(0)
-            self.summary.done += 1
+            with self.interrupts.held():
+                self.pending.pop(0)
+                self.summary.done += 1
+                self.bar.update(1)
             self.report(FileResult(str(src), str(dst), "done", notes=notes,
                                    seconds=time.perf_counter() - self.started[i]))
-            self.bar.update(1)
 
     def finish_and_write(self, output: torch.Tensor, ctx: dict, dst: Path) -> list[str]:
-        """Writer thread: the task's post-processing, then an atomic save; returns notes for the file."""
+        """Writer thread: the task's post-processing, then an atomic save with its record in the output log;
+        returns notes for the file."""
         image, notes = fit_for_format(self.task.finish(output, ctx), self.fmt)
-        save_atomic(image, dst, self.fmt)
+        record = None if self.log is None else (lambda tmp: self.log.record(dst, tmp, self.made))
+        save_atomic(image, dst, self.fmt, before_replace=record)
         return notes
 
     def run_batch(self, samples: list[dict]) -> None:
-        """Samples of one padded shape -> one forward pass -> one write each."""
-        for s, out in zip(samples, self.predictor.forward_same_padded([s["input"] for s in samples])):
+        """Samples of one padded shape -> one forward pass -> one write each. Out of memory: the samples one at a
+        time, then (full-resolution models) on tiles."""
+        try:
+            outputs = self.predictor.forward_same_padded([s["input"] for s in samples])
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            self.predictor.free_memory()
+            if len(samples) > 1:
+                for s in samples:
+                    self.run_batch([s])
+            elif self.predictor.spec.full_resolution:
+                self.run_tiled(samples[0], self.predictor.smaller_tile(max(samples[0]["input"].shape[1:])))
+            else:
+                self.fail(samples[0]["index"], f"out of memory in the model on {self.predictor.device} (alone in "
+                                               f"its batch); try a smaller --size, or --device cpu")
+            return
+        for s, out in zip(samples, outputs):
             self.submit(s, out)
-        self.settle(block_until=2 * self.opts.batch_size)
+        self.settle(block_until=writes_in_flight([s["ctx"] for s in samples], 2 * self.opts.batch_size))
 
     def submit(self, sample: dict, out: torch.Tensor) -> None:
         """Hand one output to the writer threads."""
-        self.pending.append((self.writer.submit(self.finish_and_write, out, sample["ctx"],
-                                                self.todo[sample["index"]][1]),
-                             sample["index"], sample["notes"]))
+        with self.interrupts.held():
+            self.pending.append((self.writer.submit(self.finish_and_write, out, sample["ctx"],
+                                                    self.todo[sample["index"]][1]),
+                                 sample["index"], sample["notes"]))
+            self.accounted.add(sample["index"])
 
-    def run_tiled(self, sample: dict) -> None:
-        """A photo larger than one tile: overlapping tiles, a batch of tiles at a time, blended back."""
-        out = self.predictor.forward_tiled(sample["input"])
+    def run_tiled(self, sample: dict, tile: int | None = None) -> None:
+        """A photo larger than one tile: overlapping tiles, a batch of tiles at a time, blended back. Out of
+        memory: one tile at a time, then smaller tiles, down to the model's smallest."""
+        tile, per_pass, out = tile or self.predictor.tile, self.opts.batch_size, None
+        while tile and out is None:
+            try:
+                out = self.predictor.forward_tiled(sample["input"], tile, per_pass)
+            except Exception as exc:
+                if not _is_out_of_memory(exc):
+                    raise
+                self.predictor.free_memory()
+                if per_pass > 1:
+                    per_pass = 1
+                else:
+                    tile = self.predictor.smaller_tile(tile)
+        if out is None:
+            self.fail(sample["index"], f"out of memory in the model on {self.predictor.device}, even on its "
+                                       f"smallest tiles")
+            return
         sample["input"] = None  # the full-size input is the largest buffer: free it before the next photo
         self.submit(sample, out)
         self.settle(block_until=1)  # at most one full-size output waits for the writer

@@ -160,11 +160,25 @@ class Predictor:
                          for t in inputs])
         return [out[:, : t.shape[1], : t.shape[2]] for t, out in zip(inputs, self.forward(x))]
 
-    def forward_tiled(self, x: torch.Tensor) -> torch.Tensor:
-        """A (C_in, H, W) input larger than one tile -> (C_out, H, W): overlapping tiles, ``batch_size`` tiles a
-        pass, blended back (:func:`unetcli.engine.tiling.predict_tiled`)."""
+    def forward_tiled(self, x: torch.Tensor, tile: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """A (C_in, H, W) input larger than one tile -> (C_out, H, W): overlapping tiles of ``tile`` pixels,
+        ``batch_size`` tiles a pass (defaults: the predictor's), blended back
+        (:func:`unetcli.engine.tiling.predict_tiled`)."""
         with torch.inference_mode():
-            return predict_tiled(self.forward, x, self.tile, self.overlap, self.divisor, self.batch_size)
+            return predict_tiled(self.forward, x, tile or self.tile, self.overlap, self.divisor,
+                                 batch_size or self.batch_size)
+
+    def smaller_tile(self, side: int) -> int:
+        """The tile to retry with after running out of memory on ``side`` pixels: the largest valid tile (a multiple
+        of 16, at least twice the overlap) of at most half of ``side``; 0 if there is none."""
+        smallest = max(16, -(-2 * self.overlap // 16) * 16)
+        tile = (side // 2) // 16 * 16
+        return tile if tile >= smallest and tile > self.overlap else 0
+
+    def free_memory(self) -> None:
+        """Return cached device memory after an out-of-memory error (CUDA's caching allocator keeps it otherwise)."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def run_inputs(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Prepared inputs (C_in, h_i, w_i) -> network outputs (C_out, h_i, w_i), in order: tiled where needed,

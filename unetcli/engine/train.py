@@ -23,6 +23,7 @@ import datetime as _dt
 import json
 import math
 import random
+import re
 import shlex
 import signal
 import sys
@@ -42,12 +43,12 @@ from tqdm import tqdm
 from unetcli.data import Loader, PhotoCrops, split_indices
 from unetcli.devices import autocast, precision_name, resolve_precision
 from unetcli.engine.distributed import all_reduce_sums, barrier, gather_lists, init_distributed, shutdown
-from unetcli.errors import TrainingInterrupted, UsageError
-from unetcli.imageio import atomic_write, remove_stale_temporaries
+from unetcli.errors import EXIT_SOME_FAILED, TrainingInterrupted, UnetcliError, UsageError, WeightsError
+from unetcli.imageio import atomic_write, ensure_writable_folder, remove_stale_temporaries
 from unetcli.models.registry import ModelSpec, get_spec
 from unetcli.tasks import make_task, task_class
-from unetcli.weights import (load_into, load_pretrained_encoder, load_state, read_card, save_weights,
-                             write_json_atomic)
+from unetcli.weights import (load_into, load_pretrained_encoder, load_state, read_card, read_torch_file,
+                             save_weights, write_json_atomic)
 
 
 @dataclass
@@ -62,7 +63,8 @@ class TrainOptions:
     data: Path | None = None
     val_data: Path | None = None
     classes: int | None = None
-    epochs: int = 10
+    #: Total epochs; None: 10 for a new run, the run's own for ``resume``.
+    epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     size: int | None = None
@@ -81,6 +83,9 @@ class TrainOptions:
     #: Minutes between checkpoints within an epoch (single-process runs; 0: only at the end of each epoch).
     save_every: float = 10.0
     resume: bool = False
+    #: ``out`` is the default ``runs/MODEL``, not a folder the user named: if it holds a run, the new run takes the
+    #: next free name (``runs/MODEL2``, ``runs/MODEL3`` ...) instead of being refused.
+    auto_name: bool = False
     command: str = field(default_factory=lambda: shlex.join(["unetcli", *sys.argv[1:]]))
     resume_commands: list[str] = field(default_factory=list)
 
@@ -90,6 +95,34 @@ _FIXED_ON_RESUME = ("model", "data", "val_data", "classes", "batch_size", "lr", 
                     "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after", "freeze_encoder_epochs")
 _DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant", "crops_per_photo": 1,
              "classes": 1, "freeze_encoder_epochs": 0}
+#: Epochs of a new run when ``--epochs`` is not given.
+DEFAULT_EPOCHS = 10
+#: What a ``unetcli train`` checkpoint (``last.pt``) holds besides the model's state dict.
+_CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "best", "images_seen", "wall_time_s", "options")
+
+
+class RunFolderError(UnetcliError):
+    """A file of the run folder could not be written once training was under way (disk full, the folder removed
+    or made read-only): exit code 1. The files already there are complete (each is replaced atomically), and the
+    message names the checkpoint ``--resume`` continues from."""
+
+    exit_code = EXIT_SOME_FAILED
+
+
+@contextlib.contextmanager
+def writing(path: Path, run: Path):
+    """Turn an OS error while writing ``path`` (a file of the run folder ``run``) into one :class:`RunFolderError`
+    line naming it, the reason, and what ``--resume`` can continue from."""
+    try:
+        yield
+    except OSError as exc:
+        temporary = re.fullmatch(r"\.(.+)\.\d+\.tmp", Path(exc.filename or "").name)
+        if temporary:  # the atomic write's temporary file: name the file it was to become
+            path = Path(exc.filename).with_name(temporary[1])
+        last = run / "last.pt"
+        state = (f"{last} holds the last complete checkpoint; free some space (or fix the folder) and continue with: "
+                 f"unetcli train --resume {run}") if last.is_file() else "no checkpoint was written yet"
+        raise RunFolderError(f"cannot write {path} ({exc.strerror or exc}); {state}") from None
 
 
 class StopRequest:
@@ -133,16 +166,16 @@ def epoch_lr(base_lr: float, schedule: str, epoch: int, epochs: int) -> float:
 
 
 def _resolve_options(opts: TrainOptions) -> dict | None:
-    """Fill the None options from the checkpoint (resume) or the defaults; returns the checkpoint, if any."""
+    """Fill the None options from the checkpoint (resume) or the defaults and check them, before any photo is
+    decoded; choose the run folder of a new run. Returns the checkpoint, if any.
+
+    Raises:
+        UsageError: a bad option, a run folder that holds another run or is a file, nothing left to train.
+        WeightsError: ``last.pt`` is not a ``unetcli train`` checkpoint.
+    """
     ckpt = None
     if opts.resume:
-        last = Path(opts.out) / "last.pt"
-        if not last.is_file():
-            raise UsageError(f"--resume: no checkpoint {last} (a run folder holds last.pt after its first epoch)")
-        try:
-            ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a set-up error
-            raise UsageError(f"--resume: {last} is not a readable checkpoint ({exc})") from exc
+        ckpt = _read_checkpoint(opts)
         saved = ckpt["options"]
         for key in _FIXED_ON_RESUME:
             given = getattr(opts, key)
@@ -156,6 +189,15 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
         opts.val_data = Path(opts.val_data) if opts.val_data else None
         opts.resume_commands = [*saved.get("resume_commands", []), opts.command]
         opts.command = saved.get("command", opts.command)
+        done = int(ckpt["epoch"]) + 1
+        if opts.epochs is None:
+            opts.epochs = int(saved.get("epochs") or DEFAULT_EPOCHS)
+            if done >= opts.epochs:
+                raise UsageError(f"--resume: the run in {opts.out} finished all its {opts.epochs} epochs; pass "
+                                 f"--epochs N (more than {opts.epochs}) to train on")
+        elif done >= opts.epochs:
+            raise UsageError(f"--epochs {opts.epochs}: the run already finished {done} epoch(s); "
+                             f"ask for more epochs to continue")
     else:
         if opts.model is None or opts.data is None:
             raise UsageError("train needs --model and --data (or --resume RUN to continue a run)")
@@ -170,9 +212,80 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
             raise UsageError(f"--classes: only unet-seg has a class count ({spec.name} has a fixed output)")
         if opts.freeze_encoder_epochs and spec.encoder_weights is None:
             raise UsageError(f"--freeze-encoder-epochs: {spec.name} has no pretrained encoder")
-        opts.lr = opts.lr or spec.lr
+        if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
+            raise UsageError(f"--lr {opts.lr:g}: the learning rate must be a finite number above 0 (e.g. 1e-3)")
+        opts.lr = spec.lr if opts.lr is None else opts.lr
         opts.size = opts.size or spec.train_size
+        opts.epochs = DEFAULT_EPOCHS if opts.epochs is None else opts.epochs
+        opts.out = new_run_folder(Path(opts.out), opts.auto_name)
     return ckpt
+
+
+def _read_checkpoint(opts: TrainOptions) -> dict:
+    """The checkpoint ``--resume RUN`` continues: ``RUN/last.pt`` (``RUN`` may name that file itself).
+
+    Raises:
+        UsageError: no checkpoint there, or a file that is no run's ``last.pt``.
+        WeightsError: the checkpoint is unreadable, a plain state dict, or a pickle of other objects.
+    """
+    run = Path(opts.out)
+    if run.is_file():
+        ckpt = read_torch_file(run)
+        _check_checkpoint(ckpt, run)
+        if run.name != "last.pt":
+            raise UsageError(f"--resume {run}: give the run folder that holds it ({run.parent}), with the file named "
+                             f"last.pt")
+        opts.out = run = run.parent
+        return ckpt
+    last = run / "last.pt"
+    if not last.is_file():
+        raise UsageError(f"--resume: no checkpoint {last} (a run folder holds last.pt after its first epoch)")
+    ckpt = read_torch_file(last)
+    _check_checkpoint(ckpt, last)
+    return ckpt
+
+
+def _check_checkpoint(ckpt, path: Path) -> None:
+    """``ckpt`` must be what :meth:`_Trainer.save_last` writes.
+
+    Raises:
+        WeightsError: a plain state dict (weights only) or anything else, naming what is missing.
+    """
+    if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise WeightsError(f"{path}: holds weights only (a state dict), not a `unetcli train` checkpoint (model, "
+                           f"optimizer, epoch, options); to start a new run from these weights use "
+                           f"--weights {path} with --model and --data")
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing or not isinstance(ckpt["options"], dict):
+        raise WeightsError(f"{path}: not a `unetcli train` checkpoint (it lacks {', '.join(missing) or 'options'})")
+
+
+def new_run_folder(run: Path, auto_name: bool) -> Path:
+    """The folder a new run writes: ``run`` itself if it does not exist or is empty; with ``auto_name`` (the
+    default ``runs/MODEL``) the first free ``runs/MODEL2``, ``runs/MODEL3`` ... as ultralytics names its runs.
+
+    Raises:
+        UsageError: ``run`` is a file, or (a folder the user named) already holds a run or other files: a new run
+            never replaces one.
+    """
+    def taken(folder: Path) -> bool:  # hidden files (stale temporaries, .DS_Store) do not make a run
+        return folder.exists() and (not folder.is_dir() or any(not p.name.startswith(".") for p in folder.iterdir()))
+
+    if run.exists() and not run.is_dir():
+        raise UsageError(f"--out {run}: is a file; the run folder must be a folder (or not exist yet)")
+    if not taken(run):
+        return run
+    if auto_name:
+        n = 2
+        while taken(run.with_name(f"{run.name}{n}")):
+            n += 1
+        return run.with_name(f"{run.name}{n}")
+    if (run / "last.pt").is_file():
+        raise UsageError(f"--out {run}: already holds a run (last.pt); a new run never replaces it: continue it "
+                         f"with --resume {run}, or choose another --out")
+    names = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
+    raise UsageError(f"--out {run}: already holds files ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}); "
+                     f"a new run never replaces them: choose another --out (or an empty folder)")
 
 
 def _param_groups(model: nn.Module, spec: ModelSpec, lr: float) -> list[dict]:
@@ -204,15 +317,27 @@ def freeze_batchnorm(model: torch.nn.Module) -> None:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save(state)`` to ``path``, atomically (:func:`unetcli.imageio.atomic_write`)."""
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    """``torch.save(state)`` to ``path``, atomically (:func:`unetcli.imageio.atomic_write`).
+
+    Written through an unbuffered Python file: torch's own file writer reports a full disk as an obscure
+    ``RuntimeError`` ("unexpected pos"), a Python file raises ``OSError`` (errno ENOSPC) at the failing write.
+
+    Raises:
+        OSError: the file could not be written (the temporary file is removed; ``path`` is unchanged).
+    """
+    with atomic_write(path) as tmp, open(tmp, "wb", buffering=0) as f:
+        try:
+            torch.save(state, f)
+        except RuntimeError as exc:  # torch's zip writer fails again on closing, hiding the OSError of the write
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
 
 
 def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
     """metrics.csv (one row per epoch) and metrics.png (loss and validation curves), both replaced atomically."""
     keys = list(history[0])
-    with atomic_write(run / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
+    with writing(run / "metrics.csv", run), atomic_write(run / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
@@ -224,6 +349,16 @@ def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
 
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    try:
+        _plot(fig, ax1, ax2, epochs, history, best_key)
+        with writing(run / "metrics.png", run), atomic_write(run / "metrics.png") as tmp_png:
+            fig.savefig(tmp_png, format="png", dpi=80)
+    finally:
+        plt.close(fig)
+
+
+def _plot(fig, ax1, ax2, epochs: list, history: list[dict], best_key: str) -> None:
+    """The two panels of metrics.png: losses (log scale) and the validation metric, per epoch."""
     ax1.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
     ax1.plot(epochs, [r["val_loss"] for r in history], marker="o", label="val loss")
     ax1.set_xlabel("epoch")
@@ -233,9 +368,6 @@ def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
     ax2.set_xlabel("epoch")
     ax2.set_ylabel(f"validation {best_key}")
     fig.tight_layout()
-    with atomic_write(run / "metrics.png") as tmp_png:
-        fig.savefig(tmp_png, format="png", dpi=80)
-    plt.close(fig)
 
 
 def _card(spec: ModelSpec, opts: TrainOptions, params: int, extra: dict) -> dict:
@@ -385,6 +517,8 @@ class _Trainer:
         self.dtype = resolve_precision(opts.precision, self.device)
         if int(opts.classes) < 1:
             raise UsageError(f"--classes {opts.classes}: must be at least 1")
+        if self.ctx.is_main:  # after the option checks: a refused run leaves no folder behind
+            ensure_writable_folder(self.run, "run folder")
         self.model_kwargs = task_class(spec).training_model_kwargs(int(opts.classes))
         self.task = make_task(spec, size=self.size, **self.model_kwargs)
         self.say = log if self.ctx.is_main else (lambda line: None)
@@ -403,10 +537,11 @@ class _Trainer:
         t_load = time.perf_counter()
         self.data = data = _load_data(spec, opts, self.say)
         if ctx.is_main:
-            write_json_atomic(run / "split.json", {"seed": opts.seed, "val_split": opts.val_split,
-                                                   "val_data": str(opts.val_data) if opts.val_data else None,
-                                                   "train": [str(p) for p in data.train_paths],
-                                                   "val": [str(p) for p in data.val_paths]})
+            with writing(run / "split.json", run):
+                write_json_atomic(run / "split.json", {"seed": opts.seed, "val_split": opts.val_split,
+                                                       "val_data": str(opts.val_data) if opts.val_data else None,
+                                                       "train": [str(p) for p in data.train_paths],
+                                                       "val": [str(p) for p in data.val_paths]})
         self.say(f"{len(data.train) + len(data.val)} {'image/mask pairs' if data.train_masks else 'photos'} decoded "
                  f"in {time.perf_counter() - t_load:.1f}s: {len(data.train)} train, {len(data.val)} validation")
         # Models with a working size see crops at the photo's (already scaled) own scale, as prediction sees it.
@@ -446,9 +581,6 @@ class _Trainer:
         self.partial = None  # a checkpoint written within an epoch: where in the epoch it was
         if ckpt is not None:
             self._restore(model)
-        if self.start_epoch >= opts.epochs:
-            raise UsageError(f"--epochs {opts.epochs}: the run already finished {self.start_epoch} epoch(s); "
-                             f"ask for more epochs to continue")
         if opts.sync_bn and self.ctx.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model = model.to(device=self.device, memory_format=torch.channels_last)
@@ -480,14 +612,22 @@ class _Trainer:
                              f"continue it with one process")
 
     def save_last(self, finished_epoch: int, in_epoch: dict | None = None) -> None:
-        """last.pt after ``finished_epoch`` (0-based; -1: none yet), plus where in the next epoch it stands."""
+        """last.pt after ``finished_epoch`` (0-based; -1: none yet), plus where in the next epoch it stands.
+
+        Raises:
+            RunFolderError: it could not be written (the previous last.pt is unchanged).
+        """
+        with writing(self.run / "last.pt", self.run):
+            self._save_last(finished_epoch, in_epoch)
+        self.last_save = time.perf_counter()
+
+    def _save_last(self, finished_epoch: int, in_epoch: dict | None) -> None:
         _save_checkpoint(self.run / "last.pt", {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": finished_epoch,
             "history": self.history, "best": self.best, "images_seen": self.images_seen, "wall_time_s": self.wall,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.opts).items()},
             "torch_rng": torch.get_rng_state(), "partial": in_epoch,
         })
-        self.last_save = time.perf_counter()
 
     def run_epoch(self, epoch: int) -> None:
         """One epoch: seeds, learning rates, the training pass, validation, and the run folder's records.
@@ -522,7 +662,7 @@ class _Trainer:
         order = list(iter(self.sampler))  # this rank's crops of the epoch, in training order
         shards = gather_lists(order, ctx)
         if ctx.enabled and ctx.is_main:  # audit trail: which crops each rank trained on this epoch
-            with open(self.run / "samples.jsonl", "a") as f:
+            with writing(self.run / "samples.jsonl", self.run), open(self.run / "samples.jsonl", "a") as f:
                 f.write(json.dumps({"epoch": epoch + 1, "ranks": shards}) + "\n")
         for group in self.optimizer.param_groups:
             frozen = group.get("name") == "encoder" and epoch < int(opts.freeze_encoder_epochs or 0)
@@ -619,6 +759,10 @@ class _Trainer:
 
     def _save_best(self, epoch: int, metrics: dict) -> None:
         """``best.safetensors`` and its model card after ``epoch`` (0-based)."""
+        with writing(self.run / "best.safetensors", self.run):
+            self._write_best(epoch, metrics)
+
+    def _write_best(self, epoch: int, metrics: dict) -> None:
         ctx = self.ctx
         save_weights(self.model, self.run / "best.safetensors", _card(self.spec, self.opts, self.n_params, {
             "training": {"init_weights_training": self.init_training,
@@ -647,7 +791,8 @@ class _Trainer:
         final = run / f"{spec.name}.safetensors"
         best_state, _ = load_state(run / "best.safetensors", spec)  # checks its sha256, casts fp16 -> fp32
         self.model.load_state_dict(best_state)
-        card = save_weights(self.model, final, card)
+        with writing(final, run):
+            card = save_weights(self.model, final, card)
         self.log(f"wrote {final} (best epoch {card['metrics']['best_epoch']})")
         barrier(ctx)
         shutdown(ctx)

@@ -35,8 +35,13 @@ def is_torchscript_archive(path: Path) -> bool:
 def write_torchscript(model: nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
     """Trace ``model`` with ``example`` and save it with ``metadata`` as the archive's ``unetcli.json``.
 
+    The archive is written through an unbuffered Python file: ``torch.jit.save`` to a path writes with C++
+    streams, which on a full disk throw an exception nothing catches (the process aborts, leaving its file);
+    through a Python file the failing write raises ``OSError``.
+
     Raises:
         ExportError: tracing or saving failed.
+        OSError: the file could not be written (disk full, read-only file system ...).
     """
     from unetcli.engine.export import exporter_failure, quiet_exporter
 
@@ -44,9 +49,15 @@ def write_torchscript(model: nn.Module, example: torch.Tensor, path: Path, metad
         with quiet_exporter(), torch.no_grad():
             # check_trace re-runs the same input; the verification is stronger (another N, H and W).
             traced = torch.jit.trace(model, example, check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_METADATA: json.dumps(metadata, indent=1)})
     except (RuntimeError, ValueError, TypeError) as exc:
         raise ExportError(f"torch.jit.trace failed: {exporter_failure(exc)}") from exc
+    with open(path, "wb", buffering=0) as f:
+        try:
+            torch.jit.save(traced, f, _extra_files={TORCHSCRIPT_METADATA: json.dumps(metadata, indent=1)})
+        except RuntimeError as exc:
+            if isinstance(exc.__context__, OSError):  # the write failed; closing the archive failed again
+                raise exc.__context__ from None
+            raise ExportError(f"torch.jit.save failed: {exporter_failure(exc)}") from exc
 
 
 def verify_torchscript(path: Path, reference: torch.Tensor, x: torch.Tensor) -> tuple[float, str]:

@@ -41,6 +41,14 @@ class Task:
         self.spec = spec
         self.size = int(size or spec.train_size)
 
+    @property
+    def output_mode(self) -> str:
+        """The Pillow mode of the images :meth:`finish` returns (before an input's alpha is carried over)."""
+        renderer_modes = {"mask": "L", "palette": "P", "overlay": "RGB", "cutout": "RGBA"}
+        if self.renderer is not None:
+            return renderer_modes.get(self.renderer.name, "RGB")
+        return self.output_kind if self.output_kind in ("L", "RGB") else "L"
+
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
         """Photo -> (network input (C_in, h, w) float32 in [0, 1], context for :meth:`finish`)."""
         raise NotImplementedError
@@ -123,6 +131,48 @@ RGB_INPUT = "sRGB in [0, 1]: 8-bit values / 255 (16-bit / 65535), channels R, G,
 #: Export description of a luminance input.
 GRAY_INPUT = ("luminance in [0, 1]: skimage.color.rgb2gray of the sRGB photo (0.2125 R + 0.7154 G + 0.0721 B), "
               "or a gray file's value / 255; no mean/std normalisation")
+
+
+#: Bytes of full-resolution per-photo data (what :meth:`Task.prepare` keeps for :meth:`Task.finish`: the gray
+#: photo, its alpha ...) that may wait in a batch or for the writer threads. Photos of a few megapixels fit dozens;
+#: 6000 x 4000 photos (96 MB of float32 luminance each) two at a time.
+IN_FLIGHT_BYTES = 256 << 20
+
+
+def context_bytes(ctx: dict) -> int:
+    """Bytes held by the tensors and arrays among the values of a :meth:`Task.prepare` context."""
+    return sum(v.numel() * v.element_size() if isinstance(v, torch.Tensor) else v.nbytes
+               for v in ctx.values() if isinstance(v, (torch.Tensor, np.ndarray)))
+
+
+def writes_in_flight(ctxs: list[dict], most: int) -> int:
+    """How many photos like ``ctxs`` (their :meth:`Task.prepare` contexts) may be in flight at once: at most
+    ``most``, fewer when their largest context times the count would pass :data:`IN_FLIGHT_BYTES`; at least 1.
+
+    ``predict`` bounds its batches and the outputs waiting for the writer threads with it, so memory is bounded
+    by bytes, not by a count that is harmless for small photos and gigabytes for large ones.
+    """
+    largest = max((context_bytes(c) for c in ctxs), default=0)
+    return max(1, min(most, IN_FLIGHT_BYTES // largest if largest else most))
+
+
+def check_output_format(fmt: str, mode: str, ext: str) -> None:
+    """Prove that Pillow can encode a ``mode`` image (``"L"``, ``"RGB"`` ...) as ``fmt``, before any photo is
+    decoded: some formats are registered without a writer (GRIB, BUFR, HDF5, WMF) or write 1-bit images only
+    (XBM, MSP, Palm), which would fail every file after its work was done.
+
+    Raises:
+        UsageError: the format cannot store such an image; the message names ``--ext``.
+    """
+    import io
+
+    from unetcli.errors import UsageError
+
+    try:
+        Image.new(mode, (2, 2)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--ext {ext}: Pillow cannot write {mode} images as {fmt} ({exc}); use .png, .jpg, .webp "
+                         f"or .tif") from None
 
 
 def resize_float(arr: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
