@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import io
 import json
 import os
 import re
@@ -308,6 +309,21 @@ def image_format_for(ext: str) -> str:
     if fmt is None or fmt not in Image.SAVE:
         raise UsageError(f"--ext {ext}: Pillow cannot write this format; use .png, .jpg, .webp or .tif")
     return fmt
+
+
+def check_output_format(fmt: str, mode: str, ext: str) -> None:
+    """Prove that Pillow can encode a ``mode`` image (``"L"``, ``"RGB"`` ...) as ``fmt``, before any photo is
+    decoded: some formats are registered without a writer (GRIB, BUFR, HDF5, WMF) or write 1-bit images only
+    (XBM, MSP, Palm), which would fail every file after its work was done.
+
+    Raises:
+        UsageError: the format cannot store such an image; the message names ``--ext``.
+    """
+    try:
+        Image.new(mode, (2, 2)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--ext {ext}: Pillow cannot write {mode} images as {fmt} ({exc}); use .png, .jpg, .webp "
+                         f"or .tif") from None
 
 
 def fit_for_format(im: Image.Image, fmt: str) -> tuple[Image.Image, list[str]]:

@@ -54,6 +54,7 @@ class Renderer:
         needs_photo: the task must keep the photo at full size in ``ctx["rgb"]`` ((H, W, 3) uint8).
         alpha: the output has an alpha channel (only PNG, WebP and TIFF can store it).
         description: one line for the help.
+        mode: the Pillow mode of the images ``render`` returns (``--ext`` is checked against it before any work).
     """
 
     name: str
@@ -62,6 +63,7 @@ class Renderer:
     needs_photo: bool = False
     alpha: bool = False
     description: str = ""
+    mode: str = "RGB"
 
 
 def render_mask(labels: np.ndarray, num_classes: int, ctx: dict) -> Image.Image:
@@ -94,11 +96,12 @@ def render_cutout(labels: np.ndarray, num_classes: int, ctx: dict) -> Image.Imag
 
 #: Every output type by name, in ``--help`` order.
 RENDERERS: dict[str, Renderer] = {r.name: r for r in (
-    Renderer("mask", ("segment",), render_mask, description="8-bit mask, 0/255 or class indices"),
+    Renderer("mask", ("segment",), render_mask, description="8-bit mask, 0/255 or class indices", mode="L"),
     Renderer("overlay", ("segment",), render_overlay, needs_photo=True, description="the photo, mask tinted over it"),
     Renderer("cutout", ("segment",), render_cutout, needs_photo=True, alpha=True,
-             description="RGBA, alpha = the mask"),
-    Renderer("palette", ("segment",), render_palette, description="palette PNG of class indices, VOC colours"),
+             description="RGBA, alpha = the mask", mode="RGBA"),
+    Renderer("palette", ("segment",), render_palette, description="palette PNG of class indices, VOC colours",
+             mode="P"),
 )}
 
 

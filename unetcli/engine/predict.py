@@ -31,12 +31,12 @@ from tqdm import tqdm
 from unetcli.data import Loader, PredictDataset, keep_sample
 from unetcli.engine.predictor import Predictor
 from unetcli.errors import UsageError
-from unetcli.imageio import (ALPHA_FORMATS, OUTPUT_LOG, OutputLog, collect_inputs, collect_listed,
-                             ensure_writable_folder, fit_for_format, image_format_for, printable,
+from unetcli.imageio import (ALPHA_FORMATS, OUTPUT_LOG, OutputLog, check_output_format, collect_inputs,
+                             collect_listed, ensure_writable_folder, fit_for_format, image_format_for, printable,
                              remove_stale_temporaries, save_atomic)
 from unetcli.models.registry import get_spec
 from unetcli.tasks import task_class
-from unetcli.tasks.base import check_output_format, writes_in_flight
+from unetcli.tasks.base import writes_in_flight
 from unetcli.weights import sha256_file, shipped_weights
 
 

@@ -44,9 +44,8 @@ class Task:
     @property
     def output_mode(self) -> str:
         """The Pillow mode of the images :meth:`finish` returns (before an input's alpha is carried over)."""
-        renderer_modes = {"mask": "L", "palette": "P", "overlay": "RGB", "cutout": "RGBA"}
         if self.renderer is not None:
-            return renderer_modes.get(self.renderer.name, "RGB")
+            return self.renderer.mode
         return self.output_kind if self.output_kind in ("L", "RGB") else "L"
 
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
@@ -154,25 +153,6 @@ def writes_in_flight(ctxs: list[dict], most: int) -> int:
     """
     largest = max((context_bytes(c) for c in ctxs), default=0)
     return max(1, min(most, IN_FLIGHT_BYTES // largest if largest else most))
-
-
-def check_output_format(fmt: str, mode: str, ext: str) -> None:
-    """Prove that Pillow can encode a ``mode`` image (``"L"``, ``"RGB"`` ...) as ``fmt``, before any photo is
-    decoded: some formats are registered without a writer (GRIB, BUFR, HDF5, WMF) or write 1-bit images only
-    (XBM, MSP, Palm), which would fail every file after its work was done.
-
-    Raises:
-        UsageError: the format cannot store such an image; the message names ``--ext``.
-    """
-    import io
-
-    from unetcli.errors import UsageError
-
-    try:
-        Image.new(mode, (2, 2)).save(io.BytesIO(), format=fmt)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"--ext {ext}: Pillow cannot write {mode} images as {fmt} ({exc}); use .png, .jpg, .webp "
-                         f"or .tif") from None
 
 
 def resize_float(arr: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:

@@ -114,7 +114,7 @@ class ColorizeTask(Task):
 
     def finish(self, output: torch.Tensor, ctx: dict) -> Image.Image:
         """The network's colours (a/b) upsampled to the photo and joined with its own L, converted back to sRGB
-        in strips of :data:`STRIP_PIXELS` rows at a time (:func:`recombine`)."""
+        in strips of about :data:`STRIP_PIXELS` pixels (:func:`recombine`)."""
         gray = ctx["gray"].numpy()
         h, w = gray.shape
         rgb_small = output.float().clamp(0, 1).permute(1, 2, 0).numpy()
