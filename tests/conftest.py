@@ -8,6 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    # The suite runs in one pytest-xdist worker per core (pyproject's addopts), and most tests start `unetcli`
+    # subprocesses: one compute thread each, or two workers' processes with a thread per core each spin against
+    # one another (OpenMP busy-waits) on a 2-core machine. Set before torch is imported here or in any child.
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 import numpy as np
 import pytest
 import torch

@@ -17,7 +17,7 @@ from conftest import run_cli
 from unetcli.devices import cpu_has_fast_bf16, precision_name, resolve_precision, select_device
 from unetcli.weights import read_card
 
-COMMANDS = ("models", "summary", "env", "train", "predict", "export")
+COMMANDS = ("models", "summary", "env", "train", "predict", "compare", "export")
 
 
 def _flat(text: str) -> str:

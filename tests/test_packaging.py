@@ -30,7 +30,7 @@ def test_constraints_pin_torch_to_the_tested_release():
     pins = dict(line.split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     assert pins["torch"] == "2.13.0"
-    for package in ("typer", "rich", "pillow", "numpy", "scikit-image", "tqdm", "torchinfo", "safetensors"):
+    for package in ("typer", "rich", "pillow", "numpy", "scikit-image", "torchinfo", "safetensors"):
         assert package in pins, package
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 from sklearn.metrics import f1_score, jaccard_score
 
 from conftest import DATA, run_cli, skimage_photo
+from unetcli.data import load_segmentation_pairs
 from unetcli.losses import bce_dice_loss, ce_dice_loss
 from unetcli.metrics import iou_dice
 from unetcli.models.registry import get_spec
@@ -138,6 +139,31 @@ def test_masks_follow_exif_rotated_images_in_either_orientation(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert (f"stored.png: mask is 40x50 but its image stored.jpg is {upright.width}x{upright.height} "
             "(as shown, after its EXIF orientation)") in r.stderr
+
+
+def test_milesial_layout_imgs_and_name_mask_gif_reads_the_same_pairs(tmp_path):
+    """milesial/Pytorch-UNet's (and Carvana's) layout: data/imgs/NAME.jpg + data/masks/NAME_mask.gif, the masks 0/1
+    palette GIFs; it gives the very pixels of our images/ + masks/NAME.png layout."""
+    ours = _copy_data(tmp_path / "ours")
+    theirs = tmp_path / "theirs"
+    (theirs / "masks").mkdir(parents=True)
+    shutil.copytree(ours / "images", theirs / "imgs")
+    for m in sorted((ours / "masks").glob("*.png")):
+        binary = (np.asarray(Image.open(m)) > 127).astype(np.uint8)  # Carvana masks hold 0/1, not 0/255
+        gif = Image.fromarray(binary, "P")
+        gif.putpalette([0, 0, 0, 255, 255, 255])  # index 0 black, 1 white, as Carvana's GIFs
+        gif.save(theirs / "masks" / f"{m.stem}_mask.gif")
+    a_paths, a_images, a_masks = load_segmentation_pairs(ours, 1)
+    b_paths, b_images, b_masks = load_segmentation_pairs(theirs, 1)
+    assert [p.name for p in a_paths] == [p.name for p in b_paths] and len(a_paths) == 8
+    assert sum(a.any() for a in a_masks) == 7  # one composite has nobody in it
+    for a, b in zip(a_masks, b_masks):
+        assert np.array_equal(a, b)
+    for a, b in zip(a_images, b_images):
+        assert np.array_equal(a, b)
+    (theirs / "images").mkdir()  # both folders: ambiguous, refused with one line
+    r = _train(theirs, tmp_path / "run", "--epochs", "1")
+    assert r.returncode == 2 and "both images/ and imgs/" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_data_without_masks_folder_is_a_usage_error(tmp_path):

@@ -26,26 +26,27 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def model_of_weights(path: str | os.PathLike) -> str:
     """The registry name a weights file records: its model card or safetensors header (``.safetensors``), the
-    training options of a checkpoint (``.pt``), or the export's metadata (``.onnx``, TorchScript).
+    training options of a checkpoint (``.pt``, written by ``unetcli train``), or the export's metadata (``.onnx``,
+    TorchScript). ``unetcli predict --weights FILE`` without ``--model`` and :func:`load` (FILE) use it.
 
     Raises:
-        WeightsError: the file is missing or records no model.
+        WeightsError: the file is missing, not a regular file, empty, unreadable (a pickle of Python objects is
+            never unpickled) or records no model (a plain state dict); one line naming the file.
         UsageError: an ``.onnx`` file without onnxruntime installed.
     """
     from unetcli.formats import format_of
+    from unetcli.weights import check_weights_file, read_torch_file
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} not found")
+    check_weights_file(path)
     fmt = format_of(path)
     try:
         if fmt is not None:
             name = fmt.model_name(path)
         elif path.suffix == ".pt":
-            import torch
-
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            name = ckpt.get("options", {}).get("model") if isinstance(ckpt, dict) else None
+            ckpt = read_torch_file(path)
+            options = ckpt.get("options") if isinstance(ckpt, dict) else None
+            name = options.get("model") if isinstance(options, dict) else None
         else:
             from safetensors import safe_open
 
@@ -60,7 +61,8 @@ def model_of_weights(path: str | os.PathLike) -> str:
     except Exception as exc:  # noqa: BLE001 - each format's reader raises its own types for a bad file
         raise WeightsError(f"{path}: not a readable weights file ({exc})") from None
     if not name:
-        raise WeightsError(f"{path}: the file does not record its model; pass the model name and weights=")
+        raise WeightsError(f"{path}: the file does not record its model; name the model too (unetcli predict "
+                           f"--model MODEL; unetcli.load(MODEL, weights=...))")
     return name
 
 

@@ -168,32 +168,48 @@ def align_mask(mask: np.ndarray, image_path: Path, shape: tuple[int, int]) -> np
                      + (" (as shown, after its EXIF orientation)" if orientation != 1 else ""))
 
 
+#: Image folder names under ``--data``: ours, and milesial/Pytorch-UNet's (``data/imgs`` + ``data/masks``).
+IMAGE_DIRS = ("images", "imgs")
+#: Mask file stems tried for an image ``STEM``: the same stem, or milesial's / Carvana's ``STEM_mask`` (its
+#: ``--mask-suffix``-free default layout: ``imgs/0cdf5b5d0ce1_01.jpg`` + ``masks/0cdf5b5d0ce1_01_mask.gif``).
+MASK_STEMS = ("{}", "{}_mask")
+
+
 def find_mask_pairs(folder: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Match ``folder/images/*`` with their masks ``folder/masks/<same stem>.*`` (nothing is decoded).
+    """Match the images of ``folder/images/`` (or ``folder/imgs/``) with their masks in ``folder/masks/``.
+
+    A mask has the image's stem (``images/a.jpg`` + ``masks/a.png``) or the stem with ``_mask`` appended
+    (``imgs/a.jpg`` + ``masks/a_mask.gif``, the layout of milesial/Pytorch-UNet and the Kaggle Carvana set); any
+    image format Pillow reads. Nothing is decoded.
 
     Returns:
         ((image, mask) path pairs, sorted by image; problems: one line per image with no mask or several).
 
     Raises:
-        UsageError: no images/ or masks/ folder.
+        UsageError: no images/ (imgs/) or masks/ folder, or both images/ and imgs/.
     """
-    img_dir, mask_dir = folder / "images", folder / "masks"
+    found_dirs = [folder / name for name in IMAGE_DIRS if (folder / name).is_dir()]
+    if len(found_dirs) > 1:
+        raise UsageError(f"--data {folder}: both images/ and imgs/ folders; keep the images in one of them")
+    img_dir = found_dirs[0] if found_dirs else folder / IMAGE_DIRS[0]
+    mask_dir = folder / "masks"
     for d in (img_dir, mask_dir):
         if not d.is_dir():
-            raise UsageError(f"--data {folder}: no {d.name}/ folder; segmentation data is DATA/images/* with "
-                             f"masks DATA/masks/* of the same names (8-bit PNG)")
+            raise UsageError(f"--data {folder}: no {d.name}/ folder; segmentation data is DATA/images/* (or "
+                             f"DATA/imgs/*) with masks DATA/masks/* of the same names, or NAME_mask.* (8-bit PNG "
+                             f"or GIF)")
     masks: dict[str, list[Path]] = {}
     for m in sorted(mask_dir.iterdir()):
         if m.is_file() and is_image_name(m):
             masks.setdefault(m.stem, []).append(m)
     pairs, problems = [], []
     for path, _ in collect_inputs(str(img_dir)):
-        found = masks.get(path.stem, [])
+        found = [m for pattern in MASK_STEMS for m in masks.get(pattern.format(path.stem), [])]
         if len(found) == 1:
             pairs.append((path, found[0]))
         else:
-            problems.append(f"{path}: " + (f"no mask {mask_dir}/{path.stem}.png" if not found else
-                                           "several masks: " + ", ".join(map(str, found))))
+            problems.append(f"{path}: " + (f"no mask {mask_dir}/{path.stem}.png (or {path.stem}_mask.*)"
+                                           if not found else "several masks: " + ", ".join(map(str, found))))
     return pairs, problems
 
 
@@ -206,7 +222,7 @@ def raise_data_problems(folder: Path, problems: list[str]) -> None:
 
 
 def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path], list[np.ndarray], list[np.ndarray]]:
-    """Decode ``folder/images/*`` and their masks ``folder/masks/<same stem>.*`` into memory.
+    """Decode ``folder/images/*`` (or ``imgs/*``) and their masks ``folder/masks/<stem>[_mask].*`` into memory.
 
     The layout users of U-Net tools have (milesial/Pytorch-UNet's ``data/imgs`` + ``data/masks``, the Kaggle
     Carvana set): one mask per image, matched by file stem (:func:`find_mask_pairs`), masks as described in

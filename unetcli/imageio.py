@@ -311,19 +311,18 @@ def image_format_for(ext: str) -> str:
     return fmt
 
 
-def check_output_format(fmt: str, mode: str, ext: str) -> None:
+def check_output_format(fmt: str, mode: str, ext: str, what: str | None = None) -> None:
     """Prove that Pillow can encode a ``mode`` image (``"L"``, ``"RGB"`` ...) as ``fmt``, before any photo is
     decoded: some formats are registered without a writer (GRIB, BUFR, HDF5, WMF) or write 1-bit images only
     (XBM, MSP, Palm), which would fail every file after its work was done.
 
     Raises:
-        UsageError: the format cannot store such an image; the message names ``--ext``.
+        UsageError: the format cannot store such an image; the message names ``what`` (default ``--ext EXT``).
     """
-    try:
-        Image.new(mode, (2, 2)).save(io.BytesIO(), format=fmt)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"--ext {ext}: Pillow cannot write {mode} images as {fmt} ({exc}); use .png, .jpg, .webp "
-                         f"or .tif") from None
+    why = cannot_write(fmt, mode)
+    if why is not None:
+        raise UsageError(f"{what or '--ext ' + ext}: Pillow cannot write {mode} images as {fmt} ({why}); use .png, "
+                         f".jpg, .webp or .tif")
 
 
 def fit_for_format(im: Image.Image, fmt: str) -> tuple[Image.Image, list[str]]:
@@ -331,6 +330,160 @@ def fit_for_format(im: Image.Image, fmt: str) -> tuple[Image.Image, list[str]]:
     if im.mode in ("LA", "RGBA") and fmt not in ALPHA_FORMATS:
         return im.convert(im.mode[:-1]), [f"{fmt} cannot store alpha: alpha channel dropped"]
     return im, []
+
+
+#: Output formats whose Pillow writer takes ``quality`` (1-100; Pillow's defaults: JPEG 75, WebP 80, AVIF 75).
+QUALITY_FORMATS = {"JPEG", "WEBP", "AVIF"}
+#: Output formats whose Pillow writer stores EXIF and an ICC profile (``exif=``, ``icc_profile=``).
+METADATA_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "AVIF"}
+#: The largest EXIF block a JPEG APP1 marker holds (Pillow refuses a longer one).
+_JPEG_MAX_EXIF = 65533
+#: EXIF tags: Orientation (IFD0); the Exif sub-IFD and its PixelXDimension / PixelYDimension.
+_ORIENTATION, _EXIF_IFD, _GPS_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0x8825, 0xA002, 0xA003
+
+
+def writable_format(ext: str) -> str | None:
+    """The Pillow format that writes files with extension ``ext`` (``".jpg"`` -> ``"JPEG"``, case-insensitive),
+    or None if Pillow has no writer for it (or it is no image extension)."""
+    fmt = Image.registered_extensions().get(ext.lower()) if ext else None
+    return fmt if fmt is not None and fmt in Image.SAVE else None
+
+
+_MODE_WRITABLE: dict[tuple[str, str], str | None] = {}
+
+
+def cannot_write(fmt: str, mode: str) -> str | None:
+    """Why Pillow cannot encode a ``mode`` image (``"L"``, ``"RGBA"`` ...) as ``fmt``, or None if it can (a 2x2
+    probe image, encoded in memory once per pair and remembered)."""
+    key = (fmt, mode)
+    if key not in _MODE_WRITABLE:
+        try:
+            Image.new(mode, (2, 2)).save(io.BytesIO(), format=fmt)
+            _MODE_WRITABLE[key] = None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _MODE_WRITABLE[key] = str(exc) or type(exc).__name__
+    return _MODE_WRITABLE[key]
+
+
+def auto_output_ext(path: Path, mode: str) -> tuple[str, str | None]:
+    """``--ext auto``: the extension of the output of input ``path`` for an output of Pillow ``mode``.
+
+    The input's own extension (as spelled: ``a.JPG`` -> ``.JPG``) when Pillow can write ``mode`` images in that
+    format; else ``.png`` (lossless, every mode), with a note saying why.
+
+    Returns:
+        (extension, note or None).
+    """
+    fmt = writable_format(path.suffix)
+    if fmt is None:
+        kind = f"{path.suffix} files" if path.suffix else "files without an extension"
+        return ".png", f"--ext auto: Pillow cannot write {kind}: written as PNG"
+    if cannot_write(fmt, mode) is not None:
+        return ".png", f"--ext auto: {fmt} cannot store {mode} images: written as PNG"
+    return path.suffix, None
+
+
+@dataclass
+class InputMetadata:
+    """What an input carries besides its pixels, to be carried to its output (:func:`carried_metadata`).
+
+    Attributes:
+        exif: the parsed EXIF block, or None.
+        icc: the ICC profile as stored, or None.
+        notes: why something was not taken (a corrupt EXIF block).
+    """
+
+    exif: Image.Exif | None = None
+    icc: bytes | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_metadata(path: str | os.PathLike) -> InputMetadata:
+    """The EXIF block and the ICC profile of an image file (no pixel is decoded).
+
+    EXIF is the block that JPEG (APP1), PNG (an ``eXIf`` chunk before the image data), WebP and AVIF files carry;
+    a TIFF's own tags describe its pixels, not the capture, and are not taken. An EXIF block Pillow finds corrupt
+    (it warns) is not taken, with a note; a file that cannot be opened gives nothing (it was decoded before).
+
+    Not thread-safe against other code that catches warnings (``warnings.catch_warnings``): ``predict`` calls
+    it from the main thread, as :func:`read_photo`.
+    """
+    meta = InputMetadata()
+    try:
+        with warnings.catch_warnings(record=True) as caught, open_regular(path) as f, Image.open(f) as im:
+            warnings.simplefilter("always")
+            raw, icc = im.info.get("exif"), im.info.get("icc_profile")
+            meta.icc = icc if isinstance(icc, bytes) and icc else None
+            if isinstance(raw, bytes) and raw:
+                meta.exif = Image.Exif()
+                meta.exif.load(raw)
+                meta.exif.get_ifd(_EXIF_IFD)  # parsed now, under the warnings catcher
+                meta.exif.get_ifd(_GPS_IFD)
+    except Exception as exc:  # noqa: BLE001 - metadata is carried on a best-effort basis
+        if meta.exif is not None:
+            meta.exif, meta.notes = None, [f"EXIF not carried over: it could not be read ({_plain(exc)})"]
+        return meta
+    if caught and meta.exif is not None:
+        meta.exif, meta.notes = None, ["EXIF not carried over: Pillow found it corrupt"]
+    return meta
+
+
+def icc_colour_space(icc: bytes) -> str:
+    """The data colour space an ICC profile's header declares (bytes 16-19): ``"RGB"``, ``"GRAY"``, ``"CMYK"``,
+    ``"Lab"`` ... (empty for a header cut short)."""
+    return icc[16:20].decode("latin-1").strip() if len(icc) >= 20 else ""
+
+
+def carried_metadata(meta: InputMetadata | None, im: Image.Image, fmt: str,
+                     colours: bool = True) -> tuple[dict, list[str]]:
+    """The Pillow ``save`` keywords that carry an input's EXIF and ICC profile to its output ``im``.
+
+    * EXIF (camera, date, GPS ...) goes to every format that stores it (:data:`METADATA_FORMATS`), without the
+      Orientation tag (the pixels were turned upright when read) and with the Exif sub-IFD's pixel dimensions set
+      to the output's size; the thumbnail (IFD1, a copy of the original) is not kept. An EXIF block a JPEG cannot
+      hold (over 64 KB) is dropped with a note.
+    * The ICC profile says how pixel values map to colours. It goes to outputs whose pixels are the photo's
+      colours (``colours``: gray and colorized photos, overlays, cutouts; not masks, whose values are classes) and
+      whose mode its colour space fits: an RGB profile to RGB/RGBA outputs, a gray profile to L/LA outputs. A gray
+      output of an RGB photo gets none (an RGB profile is invalid in a one-channel file), nor does an RGB output of
+      a CMYK photo (its pixels were converted without it).
+
+    Args:
+        meta: what :func:`read_metadata` found in the input (None: nothing). Its EXIF is changed in place.
+        im: the output image about to be written (its mode and size).
+        fmt: its Pillow format.
+        colours: the output's pixels are colours of the photo.
+
+    Returns:
+        (keywords for ``Image.save``, notes): both empty when the input has neither, so such outputs stay byte for
+        byte what they were without this step.
+    """
+    params: dict = {}
+    notes: list[str] = []
+    if meta is None or fmt not in METADATA_FORMATS:
+        return params, notes
+    if meta.exif is not None:
+        data = meta.exif
+        try:
+            data.pop(_ORIENTATION, None)
+            if _EXIF_IFD in data:
+                sub = data.get_ifd(_EXIF_IFD)
+                for tag, value in ((_PIXEL_X, im.width), (_PIXEL_Y, im.height)):
+                    if tag in sub:
+                        sub[tag] = value
+            raw = data.tobytes()
+        except Exception as exc:  # noqa: BLE001 - malformed EXIF: the output is written without it
+            raw = None
+            notes.append(f"EXIF not carried over: it could not be written ({_plain(exc)})")
+        if raw is not None and fmt == "JPEG" and len(raw) > _JPEG_MAX_EXIF:
+            notes.append(f"EXIF not carried over: {len(raw):,} bytes, more than a JPEG holds ({_JPEG_MAX_EXIF:,})")
+        elif raw is not None and len(data):  # an EXIF that held only the orientation is left out
+            params["exif"] = raw
+    if meta.icc and colours:
+        space = icc_colour_space(meta.icc)
+        if (space == "RGB" and im.mode in ("RGB", "RGBA")) or (space == "GRAY" and im.mode in ("L", "LA")):
+            params["icc_profile"] = meta.icc
+    return params, notes
 
 
 #: Encoder settings per output format. PNG: zlib level 1, OpenCV's ``imwrite`` default (Pillow's is 6): measured on
@@ -384,9 +537,11 @@ def ensure_writable_folder(folder: Path, what: str) -> None:
         raise UsageError(f"{what} {printable(str(folder))} is not writable ({exc.strerror or exc})") from None
 
 
-def save_atomic(im: Image.Image, path: Path, fmt: str, before_replace: Callable[[Path], None] | None = None) -> None:
+def save_atomic(im: Image.Image, path: Path, fmt: str, before_replace: Callable[[Path], None] | None = None,
+                params: dict | None = None) -> None:
     """Write ``im`` to ``path`` so that ``path`` is either absent or complete, never half-written
-    (:func:`atomic_write`); the parent folder is created. Encoder settings come from :data:`SAVE_OPTIONS`.
+    (:func:`atomic_write`); the parent folder is created. Encoder settings come from :data:`SAVE_OPTIONS`, then
+    ``params`` (Pillow ``save`` keywords: ``quality``, ``exif``, ``icc_profile`` ...).
 
     ``before_replace(tmp)`` runs once the file is encoded, before it takes its name (``predict`` records the
     output in its :class:`OutputLog` there); if it raises, nothing is renamed and the temporary file is removed.
@@ -397,7 +552,7 @@ def save_atomic(im: Image.Image, path: Path, fmt: str, before_replace: Callable[
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
-        im.save(tmp, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
+        im.save(tmp, format=fmt, **SAVE_OPTIONS.get(fmt, {}), **(params or {}))
         if before_replace is not None:
             before_replace(tmp)
 

@@ -6,7 +6,9 @@ Usage (from the repository root):
 colorize: input gray | unetcli output | original colour photo (the photo is decolorized first, like a user's
 black-and-white scan). decolorize / simple-black: original | unetcli output | skimage rgb2gray reference.
 seg: photo | mask | cut-out (``--output-type cutout``, shown on a checkerboard).
-Every row is scaled to the same height; the sheet is written as JPEG (quality 90) or PNG by its extension.
+The layout is the package's (``unetcli.sheets.contact_sheet``, what ``unetcli compare`` writes): every row is
+scaled to the same height; the sheet is written as JPEG (quality 90) or PNG by its extension. For outputs that
+already exist, ``unetcli compare INPUT OUTPUT --reference REF -o SHEET.jpg`` makes the same sheet without a recipe.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from skimage.color import rgb2gray
 
 from unetcli.imageio import read_photo, to_uint8
 from unetcli.models.registry import get_spec
+from unetcli.sheets import contact_sheet, save_sheet
 
 
 def main() -> int:
@@ -53,34 +56,18 @@ def main() -> int:
         for i, original in enumerate(originals):
             first = Image.open(src / f"{i:03d}.png").convert("RGB")
             written = Image.open(out / f"{i:03d}.png")
-            result = (written.getchannel("A") if spec.task == "segment" else written).convert("RGB")
+            written.load()
             if spec.task == "colorize":
-                cells, labels = [first, result, original], ["input (gray)", "unetcli colorize", "original"]
-            elif spec.task == "segment":
-                cut = written
-                board = (np.indices((cut.height, cut.width)) // 12).sum(axis=0) % 2  # 12-px squares
-                back = Image.fromarray(np.where(board, 205, 245).astype(np.uint8), "L").convert("RGBA")
-                cells = [original, result, Image.alpha_composite(back, cut).convert("RGB")]
+                rows.append([first, written, original])
+                labels = ["input (gray)", "unetcli colorize", "original"]
+            elif spec.task == "segment":  # the cut-out is shown over a checkerboard by contact_sheet
+                rows.append([original, written.getchannel("A"), written])
                 labels = ["photo", "unetcli seg mask", "cut-out (alpha = mask)"]
             else:
-                ref = Image.fromarray(to_uint8(rgb2gray(np.asarray(original) / 255.0)), "L").convert("RGB")
-                cells, labels = [original, result, ref], ["input", f"unetcli {spec.name}", "skimage rgb2gray"]
-            scale = args.row_height / original.height
-            size = (max(1, round(original.width * scale)), args.row_height)
-            row = Image.new("RGB", (3 * size[0] + 8, args.row_height), "white")
-            for j, (cell, label) in enumerate(zip(cells, labels)):
-                row.paste(cell.resize(size, Image.Resampling.LANCZOS), (j * (size[0] + 4), 0))
-                if i == 0:
-                    ImageDraw.Draw(row).text((j * (size[0] + 4) + 4, 4), label, fill="white", stroke_width=2,
-                                             stroke_fill="black")
-            rows.append(row)
-    width = max(r.width for r in rows)
-    sheet = Image.new("RGB", (width, sum(r.height + 4 for r in rows)), "white")
-    y = 0
-    for r in rows:
-        sheet.paste(r, (0, y))
-        y += r.height + 4
-    sheet.save(args.out, quality=90)
+                ref = Image.fromarray(to_uint8(rgb2gray(np.asarray(original) / 255.0)), "L")
+                rows.append([original, written, ref])
+                labels = ["input", f"unetcli {spec.name}", "skimage rgb2gray"]
+    save_sheet(contact_sheet(rows, labels, args.row_height), args.out)
     print(args.out)
     return 0
 

@@ -19,7 +19,7 @@ from unetcli.errors import EXIT_INTERRUPTED, UnetcliError
 
 #: The commands in the order ``unetcli --help`` lists them: (name, module under unetcli.cli, function).
 COMMANDS = (("models", "models"), ("summary", "summary"), ("env", "env"), ("train", "train"),
-            ("predict", "predict"), ("export", "export"))
+            ("predict", "predict"), ("compare", "compare"), ("export", "export"))
 
 _APP = None
 

@@ -10,16 +10,21 @@ import typer
 from rich.markup import escape
 
 from unetcli import console
-from unetcli.cli.options import JsonOpt, ModelArg, WeightsOpt, parse_size
+from unetcli.cli.options import JsonOpt, ModelArg, WeightsOpt, complete_from, parse_size
 from unetcli.engine.export import DEFAULT_OPSET, ExportOptions, export_model
+from unetcli.formats import FORMATS
+
+#: What the built-in formats are for; a format a plugin registers is listed by its name.
+_FORMAT_USES = {"onnx": "onnxruntime, OpenVINO, TensorRT ...; needs `pip install 'unetcli[export]'`",
+                "torchscript": "LibTorch / C++"}
 
 
 def export(
     model: ModelArg,
     export_format: Annotated[str, typer.Option(
-        "--format", "-f", metavar="[onnx|torchscript]",
-        help="onnx (onnxruntime, OpenVINO, TensorRT ...; needs `pip install 'unetcli[export]'`) or "
-             "torchscript (LibTorch / C++); or a format a plugin registered (unetcli.formats).")
+        "--format", "-f", metavar="FORMAT", autocompletion=complete_from(lambda: list(FORMATS)),
+        help="; ".join(f"{name} ({_FORMAT_USES[name]})" if name in _FORMAT_USES else name for name in FORMATS)
+             + ".")
     ] = "onnx",
     weights: WeightsOpt = None,
     output: Annotated[Optional[Path], typer.Option(

@@ -1,5 +1,12 @@
 """Option aliases shared by the commands (``Annotated`` types, as huggingface_hub's CLI does), so that each
-option is spelled and documented once."""
+option is spelled and documented once.
+
+Options with a fixed set of values list them in ``--help`` and complete them in the shell: ``str`` Enums where the
+set is fixed (``--precision``); for the registries (models, output types) the list is read from the registry, in
+the help when the CLI is built, and live for completion and for the check (:func:`unetcli.models.get_spec`,
+:func:`unetcli.outputs.get_renderer` reject other values with one line naming the valid ones, exit 2), so a model
+or output type registered at run time is accepted too.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +17,49 @@ import typer
 
 from unetcli.devices import Precision
 from unetcli.errors import UsageError
+from unetcli.models.registry import get_spec, list_models
+from unetcli.outputs import RENDERERS
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", metavar="MODEL", show_default=False,
-                                       help="Registry model name or alias (see `unetcli models`).")]
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
-                                         help="Registry model name or alias (see `unetcli models`).")]
+
+def model_choices() -> list[tuple[str, str]]:
+    """Every registry name and alias with its task, in registry order (read live, for shell completion)."""
+    return [(key, get_spec(name).task) for name in list_models() for key in (name, *get_spec(name).aliases)]
+
+
+def complete_from(choices):
+    """A Typer ``autocompletion`` function offering those of ``choices()`` (values, or (value, help) pairs) that
+    start with what was typed."""
+
+    def complete(incomplete: str) -> list:
+        return [c for c in choices() if (c[0] if isinstance(c, tuple) else c).startswith(incomplete)]
+
+    return complete
+
+
+def _model_names() -> str:
+    """The registry's names with their aliases for the help: ``unet-colorize (colorize), ...``."""
+    return ", ".join(name + (f" ({', '.join(get_spec(name).aliases)})" if get_spec(name).aliases else "")
+                     for name in list_models())
+
+
+def _output_type_help() -> str:
+    """``--output-type``'s help: every renderer of :data:`unetcli.outputs.RENDERERS` with its description."""
+    kinds = "; ".join(f"{r.name} ({r.description})" if r.description else r.name for r in RENDERERS.values())
+    return f"unet-seg: {kinds}."
+
+
+#: ``--device`` completions (``cuda:N`` is accepted too).
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_HELP = f"Registry model name or alias: {_model_names()} (see `unetcli models`)."
+
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", metavar="MODEL", show_default=False, autocompletion=complete_from(model_choices),
+    help=MODEL_HELP[:-1] + "; may be left out when --weights FILE records its "
+         "model (model card, ONNX metadata, training checkpoint), and must agree with it when given.")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False, help=MODEL_HELP,
+                                         autocompletion=complete_from(model_choices))]
+OutputTypeOpt = Annotated[str, typer.Option("--output-type", "-t", metavar="TYPE", help=_output_type_help(),
+                                            autocompletion=complete_from(lambda: list(RENDERERS)))]
 WeightsOpt = Annotated[Optional[Path], typer.Option(
     "--weights", "-w", metavar="FILE",
     help="Weights file (.safetensors, or a training checkpoint .pt) instead of the shipped ones.")]
@@ -23,7 +68,7 @@ PredictWeightsOpt = Annotated[Optional[Path], typer.Option(
     help="Weights file (.safetensors, or a training checkpoint .pt) instead of the shipped ones, or a file written "
          "by `unetcli export`: .onnx runs on onnxruntime, .torchscript on torch.jit (both in fp32).")]
 DeviceOpt = Annotated[str, typer.Option(
-    "--device", "-d", metavar="DEVICE",
+    "--device", "-d", metavar="DEVICE", autocompletion=complete_from(lambda: DEVICES),
     help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N. Asking for CUDA where there is none is an error, "
          "never a silent fallback. `unetcli env` shows what auto picks here.")]
 PrecisionOpt = Annotated[Precision, typer.Option(
@@ -38,8 +83,10 @@ SizeOpt = Annotated[Optional[int], typer.Option(
     help="Working size in pixels (square) for models that do not run at full resolution. "
          "[default: the size the weights were trained at]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables.")]
-OutDirArg = Annotated[Path, typer.Argument(metavar="OUTPUT", show_default=False,
-                                           help="Output folder (created if needed).")]
+OutDirArg = Annotated[Path, typer.Argument(
+    metavar="OUTPUT", show_default=False,
+    help="Output folder (created if needed); or, when INPUT is one file, the output file if OUTPUT has an image "
+         "extension (photo_gray.png: written in that format).")]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

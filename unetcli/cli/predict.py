@@ -14,12 +14,13 @@ import typer
 from rich.markup import escape
 
 from unetcli import console
-from unetcli.cli.options import (BatchSizeOpt, DeviceOpt, ModelOpt, OutDirArg, PrecisionOpt, PredictWeightsOpt,
-                                 SizeOpt, WorkersOpt, parse_shard)
+from unetcli.cli.options import (BatchSizeOpt, DeviceOpt, ModelOpt, OutDirArg, OutputTypeOpt, PrecisionOpt,
+                                 PredictWeightsOpt, SizeOpt, WorkersOpt, parse_shard)
 from unetcli.devices import Precision
-from unetcli.engine.predict import FileResult, PredictOptions, PredictSummary, StopRun
+from unetcli.engine.predict import FileResult, PredictOptions, PredictSummary, StopRun, output_file
 from unetcli.engine.predict import predict as run_predict
 from unetcli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, UsageError
+from unetcli.gallery import Gallery
 from unetcli.imageio import append_line, open_append, printable
 
 
@@ -51,22 +52,27 @@ def predict(
                                                "With --files-from: the folder the outputs mirror the listed paths "
                                                "relative to (e.g. .).")],
     output: OutDirArg,
-    model: ModelOpt,
+    model: ModelOpt = None,
     weights: PredictWeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.auto,
     batch_size: BatchSizeOpt = 8,
     workers: WorkersOpt = 2,
     size: SizeOpt = None,
-    ext: Annotated[str, typer.Option("--ext", help="Output file extension (format).")] = ".png",
+    ext: Annotated[Optional[str], typer.Option(
+        "--ext", show_default=False, help="Output file extension (format): .png, .jpg, .webp, .tif ...; auto: each "
+                                          "output in its input's format (PNG where that format cannot store the "
+                                          "output). [default: .png; one output file: its own extension]")] = None,
+    quality: Annotated[Optional[int], typer.Option(
+        "--quality", min=1, max=100, metavar="N", show_default=False,
+        help="JPEG/WebP/AVIF encoder quality, 1-100; refused for formats without one (PNG, TIFF ...). "
+             "[default: Pillow's, JPEG 75, WebP 80]")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Include sub-folders of INPUT.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist "
                                                                 "(default: skip them, so a rerun resumes).")] = False,
     threshold: Annotated[float, typer.Option("--threshold", help="unet-seg: probability above which a pixel "
                                                                   "is foreground.")] = 0.5,
-    output_type: Annotated[str, typer.Option(
-        "--output-type", "-t", help="unet-seg: mask (8-bit, 0/255 or class indices), overlay (the photo with the "
-                                    "mask tinted over it) or cutout (RGBA, alpha = the mask).")] = "mask",
+    output_type: OutputTypeOpt = "mask",
     palette: Annotated[bool, typer.Option(
         "--palette", help="unet-seg masks: write a palette PNG that viewers show in colour (pixel values stay "
                           "class indices).")] = False,
@@ -87,6 +93,10 @@ def predict(
              "file finishes.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print the same JSON lines on stdout, for scripts "
                                                             "(messages stay on stderr).")] = False,
+    gallery: Annotated[bool, typer.Option(
+        "--gallery", help="Also write OUTPUT/index.html: every input beside its output (thumbnails, click for full "
+                          "size, failures with their reason), to review the batch in a browser; no network needed. "
+                          "With --shard K/N: OUTPUT/index-K-of-N.html.")] = False,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="Compile the model with torch.compile first (7-15 s per input shape, then about "
                           "1.3x faster): for long runs of same-size inputs (colorize, seg, tiles).")] = False,
@@ -109,8 +119,8 @@ def predict(
     """
     opts = PredictOptions(model=model, source=source, output=Path(output), weights=str(weights) if weights else None,
                           device=device, precision=precision.value, batch_size=batch_size, workers=workers,
-                          size=size, ext=ext, recursive=recursive, overwrite=overwrite, threshold=threshold,
-                          output_type=output_type, palette=palette,
+                          size=size, ext=ext, quality=quality, recursive=recursive, overwrite=overwrite,
+                          threshold=threshold, output_type=output_type, palette=palette,
                           files_from=read_file_list(files_from) if files_from is not None else None,
                           shard=parse_shard(shard), fail_fast=fail_fast, tile=tile, compile=compile_model,
                           suffix=suffix)
@@ -121,9 +131,12 @@ def predict(
                          f"({exc.strerror or exc})") from exc
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM (kill, job schedulers) is Ctrl-C, also while setting up
+    on_result = _reporter(report, report_fd, json_lines, quiet)
+    page = _gallery(opts, model) if gallery else None
+    if page is not None:
+        on_result = _also(page.add, on_result)
     try:
-        s = run_predict(opts, on_result=_reporter(report, report_fd, json_lines, quiet),
-                        show_progress=None if not quiet else False)
+        s = run_predict(opts, on_result=on_result, show_progress=None if not quiet else False)
     except KeyboardInterrupt:  # during set-up (loading weights ...): nothing was written yet
         console.err.print("interrupted before any file was processed")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -133,7 +146,41 @@ def predict(
     if s.interrupted:  # an impatient second Ctrl-C must not cut the count line or the exit short
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+    gallery_written = _write_gallery(page, quiet) if page is not None and not s.interrupted else True
     _finish(s, output, quiet)
+    if not gallery_written:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _gallery(opts: PredictOptions, model: str) -> Gallery:
+    """The ``--gallery`` page of this run: OUTPUT/index.html (OUTPUT an output file: beside it), one per shard."""
+    out = Path(opts.output)
+    folder = out.parent if output_file(opts) is not None else out  # one output file: the page beside it
+    name = f"index-{opts.shard[0]}-of-{opts.shard[1]}.html" if opts.shard else "index.html"
+    what = model or Path(opts.weights or "").name
+    return Gallery(folder, f"unetcli predict {what}: {printable(opts.source)} -> {printable(str(out))}", name)
+
+
+def _also(first: Callable[[FileResult], None], then: Callable[[FileResult], None]) -> Callable[[FileResult], None]:
+    """A callback that calls ``first`` and then ``then`` (which may raise ``StopRun``)."""
+    def both(r: FileResult) -> None:
+        first(r)
+        then(r)
+    return both
+
+
+def _write_gallery(page: Gallery, quiet: bool) -> bool:
+    """Write the ``--gallery`` page once the run is over (not after an interrupt: a rerun writes it). A failure is
+    one ``error:`` line; the outputs are untouched. Returns whether the page was written."""
+    try:
+        path = page.write()
+    except OSError as exc:
+        console.err.print(f"[bold red]error:[/] gallery {escape(printable(str(page.page)))} could not be written: "
+                          f"{escape((exc.strerror or str(exc)).lower())} (the outputs are complete)")
+        return False
+    if not quiet:
+        console.err.print(f"gallery: {escape(printable(str(path)))}")
+    return True
 
 
 def _interrupt(signum, frame) -> None:

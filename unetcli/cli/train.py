@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from unetcli import console
-from unetcli.cli.options import DeviceOpt, PrecisionOpt, WorkersOpt
+from unetcli.cli.options import MODEL_HELP, DeviceOpt, PrecisionOpt, WorkersOpt, complete_from, model_choices
 from unetcli.devices import Precision
 from unetcli.engine.distributed import launch_local
 from unetcli.engine.train import TrainOptions
@@ -19,62 +20,76 @@ from unetcli.engine.train import train as run_train
 from unetcli.errors import EXIT_INTERRUPTED, UsageError
 
 
+class LrSchedule(str, Enum):
+    """``--lr-schedule`` choices (:func:`unetcli.engine.train.epoch_lr`)."""
+
+    constant = "constant"
+    cosine = "cosine"
+
+
 def train(
     model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", metavar="MODEL", help="Registry model name or alias (see `unetcli models`).")] = None,
+        "--model", "-m", rich_help_panel="Model and data", metavar="MODEL", show_default=False,
+        autocompletion=complete_from(model_choices),
+        help=MODEL_HELP[:-1] + "; with --resume, the run's.")] = None,
     data: Annotated[Optional[Path], typer.Option(
-        "--data", metavar="DIR",
-        help="Folder of photos (searched recursively); unet-seg: a folder with images/ and masks/ (same file stems; "
-             "masks 8-bit PNG, 0/255 for one class, indices 0..N-1 for several).")] = None,
+        "--data", rich_help_panel="Model and data", metavar="DIR",
+        help="Folder of photos (searched recursively); segmentation: a folder with images/ and masks/ (same file "
+             "stems), or milesial/Pytorch-UNet's imgs/ and masks/NAME_mask.gif; masks 8-bit PNG or GIF, 0/255 (or "
+             "0/1) for one class, indices 0..N-1 for several.")] = None,
     val_data: Annotated[Optional[Path], typer.Option(
-        "--val-data", metavar="DIR",
+        "--val-data", rich_help_panel="Model and data", metavar="DIR",
         help="Validate on this folder (same layout as --data) instead of a random --val-split of --data, e.g. to "
              "keep whole people or scenes unseen.")] = None,
     classes: Annotated[Optional[int], typer.Option(
-        "--classes", min=1, metavar="N",
+        "--classes", rich_help_panel="Model and data", min=1, metavar="N",
         help="unet-seg: number of classes (1: sigmoid, BCE + soft Dice; N > 1: softmax, cross-entropy + soft Dice, "
              "class 0 = background). [default: 1]")] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", metavar="DIR",
+        "--out", "-o", rich_help_panel="Run folder", metavar="DIR",
         help="Run folder; one that holds a run is refused (continue it with --resume). [default: runs/MODEL, or "
              "runs/MODEL2 ... when that holds a run]")] = None,
     resume: Annotated[Optional[Path], typer.Option(
-        "--resume", metavar="RUN",
+        "--resume", rich_help_panel="Run folder", metavar="RUN",
         help="Continue the run in this folder from its last checkpoint (model, data and hyper-parameters come "
              "from the run).")] = None,
     weights: Annotated[Optional[Path], typer.Option(
-        "--weights", "-w", metavar="FILE",
+        "--weights", "-w", rich_help_panel="Run folder", metavar="FILE",
         help="Start from these weights (.safetensors) instead of a random initialisation (fine-tuning).")] = None,
     epochs: Annotated[Optional[int], typer.Option(
-        "--epochs", "-e", min=1, metavar="N",
+        "--epochs", "-e", rich_help_panel="Schedule", min=1, metavar="N",
         help="Total epochs of the run. [default: 10; with --resume, the run's own]")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", "-b", min=1, metavar="N", help="Crops per batch. [default: 16]")] = None,
+        "--batch-size", "-b", rich_help_panel="Schedule", min=1, metavar="N",
+        help="Crops per batch. [default: 16]")] = None,
     lr: Annotated[Optional[float], typer.Option(
-        "--lr", metavar="LR", help="Adam learning rate, a finite number > 0. [default: the model's, 1e-3]")] = None,
+        "--lr", rich_help_panel="Schedule", metavar="LR",
+        help="Adam learning rate, a finite number > 0. [default: the model's, 1e-3]")] = None,
     size: Annotated[Optional[int], typer.Option(
-        "--size", min=16, metavar="PX", help="Crop size in pixels (multiple of 16). [default: the model's]")] = None,
+        "--size", rich_help_panel="Schedule", min=16, metavar="PX",
+        help="Crop size in pixels (multiple of 16). [default: the model's]")] = None,
     crops_per_photo: Annotated[Optional[int], typer.Option(
-        "--crops-per-photo", min=1, metavar="N",
+        "--crops-per-photo", rich_help_panel="Schedule", min=1, metavar="N",
         help="Random crops drawn from each training photo per epoch. [default: 1]")] = None,
     freeze_bn_after: Annotated[Optional[int], typer.Option(
-        "--freeze-bn-after", min=0, metavar="EPOCH",
+        "--freeze-bn-after", rich_help_panel="Schedule", min=0, metavar="EPOCH",
         help="From this epoch on, BatchNorm layers use fixed running statistics (precise regression fits; "
              "fine-tuning). [default: never]")] = None,
     freeze_encoder_epochs: Annotated[Optional[int], typer.Option(
-        "--freeze-encoder-epochs", min=0, metavar="N",
+        "--freeze-encoder-epochs", rich_help_panel="Schedule", min=0, metavar="N",
         help="Models with a pretrained encoder: train only the decoder for the first N epochs (small data "
              "sets). [default: 0]")] = None,
     val_split: Annotated[Optional[float], typer.Option(
-        "--val-split", min=0.0, max=0.9, metavar="F",
+        "--val-split", rich_help_panel="Model and data", min=0.0, max=0.9, metavar="F",
         help="Fraction of photos held out for validation. [default: 0.1]")] = None,
     seed: Annotated[Optional[int], typer.Option(
-        "--seed", metavar="N", help="Random seed for split, init and augmentation. [default: 0]")] = None,
-    lr_schedule: Annotated[Optional[str], typer.Option(
-        "--lr-schedule", metavar="NAME",
+        "--seed", rich_help_panel="Schedule", metavar="N",
+        help="Random seed for split, init and augmentation. [default: 0]")] = None,
+    lr_schedule: Annotated[Optional[LrSchedule], typer.Option(
+        "--lr-schedule", rich_help_panel="Schedule", metavar="NAME",
         help="constant (the seeds') or cosine (anneal to 1% of --lr over --epochs). [default: constant]")] = None,
     save_every: Annotated[float, typer.Option(
-        "--save-every", min=0.0, metavar="MIN",
+        "--save-every", rich_help_panel="Run folder", min=0.0, metavar="MIN",
         help="Minutes between checkpoints within an epoch, so a killed run loses at most this much (0: only at the "
              "end of each epoch; single-process runs).")] = 10.0,
     nproc: Annotated[int, typer.Option(
@@ -105,7 +120,8 @@ def train(
     run_dir = resume or out or Path("runs") / model
     opts = TrainOptions(out=Path(run_dir), model=model, data=data, val_data=val_data, classes=classes,
                         epochs=epochs, batch_size=batch_size, lr=lr,
-                        size=size, val_split=val_split, seed=seed, lr_schedule=lr_schedule, init_weights=weights,
+                        size=size, val_split=val_split, seed=seed,
+                        lr_schedule=lr_schedule.value if lr_schedule is not None else None, init_weights=weights,
                         crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after,
                         freeze_encoder_epochs=freeze_encoder_epochs, sync_bn=sync_bn,
                         save_every=save_every,

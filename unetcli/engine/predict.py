@@ -12,6 +12,7 @@ temporary files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import multiprocessing
 import os
@@ -26,14 +27,15 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-from tqdm import tqdm
 
 from unetcli.data import Loader, PredictDataset, keep_sample
 from unetcli.engine.predictor import Predictor
-from unetcli.errors import UsageError
-from unetcli.imageio import (ALPHA_FORMATS, OUTPUT_LOG, OutputLog, check_output_format, collect_inputs,
-                             collect_listed, ensure_writable_folder, fit_for_format, image_format_for, printable,
-                             remove_stale_temporaries, save_atomic)
+from unetcli.engine.progress import ProgressDisplay, file_progress
+from unetcli.errors import UsageError, WeightsError
+from unetcli.imageio import (ALPHA_FORMATS, OUTPUT_LOG, QUALITY_FORMATS, InputMetadata, OutputLog, auto_output_ext,
+                             carried_metadata, check_output_format, collect_inputs, collect_listed,
+                             ensure_writable_folder, fit_for_format, image_format_for, is_image_name, printable,
+                             read_metadata, remove_stale_temporaries, save_atomic, writable_format)
 from unetcli.models.registry import get_spec
 from unetcli.tasks import task_class
 from unetcli.tasks.base import writes_in_flight
@@ -48,8 +50,10 @@ WRITER_THREADS = 2
 class PredictOptions:
     """What ``unetcli predict`` was asked to do (see ``unetcli predict --help`` for each option)."""
 
-    model: str
+    #: Registry name or alias; None: the model that ``weights`` records (its card, export metadata, checkpoint).
+    model: str | None
     source: str
+    #: A folder; or the output file when ``source`` is one file and this has an extension Pillow writes.
     output: Path
     weights: str | None = None
     device: str = "auto"
@@ -57,7 +61,11 @@ class PredictOptions:
     batch_size: int = 8
     workers: int = 2
     size: int | None = None
-    ext: str = ".png"
+    #: Output extension (format): None is ``.png`` for a folder and OUTPUT's own extension for one output file;
+    #: ``"auto"``: each output in its input's format (:func:`unetcli.imageio.auto_output_ext`).
+    ext: str | None = None
+    #: JPEG / WebP / AVIF encoder quality 1-100 (None: Pillow's default).
+    quality: int | None = None
     recursive: bool = False
     overwrite: bool = False
     threshold: float = 0.5
@@ -126,9 +134,10 @@ class StopRun(Exception):
         self.reason, self.interrupted = reason, interrupted
 
 
-def plan_outputs(items: list[tuple[Path, Path]], out_dir: Path, ext: str, suffix: str = "") -> list[tuple[Path, Path]]:
+def plan_outputs(items: list[tuple[Path, Path]], out_dir: Path, ext: str | Callable[[Path], str],
+                 suffix: str = "") -> list[tuple[Path, Path]]:
     """(input file, relative path) -> (input file, output file) mirroring the relative path: stem + ``suffix`` +
-    ``ext``.
+    ``ext`` (an extension, or a function of the input file giving its output's: ``--ext auto``).
 
     Every output name is distinct, also on case-insensitive file systems (names are compared case-folded): inputs
     that would share an output (``a.jpg`` and ``a.png``) keep their input suffix in the name (``a_jpg.png``,
@@ -136,12 +145,13 @@ def plan_outputs(items: list[tuple[Path, Path]], out_dir: Path, ext: str, suffix
     (``a_png_2.png``). The plan depends only on the whole sorted list, so every shard and writer thread names every
     file the same way and no two inputs ever write one file.
     """
-    ext = ext if ext.startswith(".") else "." + ext
-    wanted = [rel.with_name(rel.stem + suffix + ext) for _, rel in items]
+    ext_of = ext if callable(ext) else (lambda src, e=ext if ext.startswith(".") else "." + ext: e)
+    exts = [ext_of(src) for src, _ in items]
+    wanted = [rel.with_name(rel.stem + suffix + e) for (_, rel), e in zip(items, exts)]
     counts = Counter(str(w).casefold() for w in wanted)
     taken = {str(w).casefold() for w in wanted if counts[str(w).casefold()] == 1}
     plan = []
-    for (src, rel), target in zip(items, wanted):
+    for (src, rel), target, ext in zip(items, wanted, exts):
         if counts[str(target).casefold()] > 1:
             base, n = f"{rel.stem}_{rel.suffix.lstrip('.').lower()}", 1
             target = rel.with_name(base + suffix + ext)
@@ -192,14 +202,31 @@ def refuse_inputs_as_outputs(opts: PredictOptions, plan: list[tuple[Path, Path]]
 
 def made_by(predictor: Predictor, opts: PredictOptions, fmt: str) -> dict:
     """What makes an output's pixels, recorded with it (:class:`~unetcli.imageio.OutputLog`): the model, the
-    weights' sha256 and the options that change pixels (format, precision, tiling, working size, task options).
+    weights' sha256 and the options that change pixels or bytes (format, precision, tiling, working size, task
+    options, and ``quality`` when it is given and ``fmt`` takes it: absent otherwise, so the records of runs
+    without it are what they were). ``--ext auto`` is recorded as the format each output was written in.
     Device, batch size, workers and ``--compile`` are left out: they change speed, not the result."""
     spec, task = predictor.spec, predictor.task
     weights = Path(opts.weights) if opts.weights else shipped_weights(spec)
     options = {"format": fmt, "precision": predictor.precision, "tile": predictor.tile,
                "size": None if spec.full_resolution else task.size}
     options.update({k: getattr(task, k, None) for k in task_class(spec).options})
+    if opts.quality is not None and fmt in QUALITY_FORMATS:
+        options["quality"] = opts.quality
     return {"model": spec.name, "weights_sha256": sha256_file(weights) if weights else None, "options": options}
+
+
+def made_by_format(predictor: Predictor, opts: PredictOptions, formats: set[str]) -> dict[str, dict]:
+    """:func:`made_by` for each output format of a run (one with ``--ext auto`` writes several), hashing the
+    weights once."""
+    first = made_by(predictor, opts, min(formats))
+    made = {}
+    for fmt in formats:
+        options = {k: v for k, v in first["options"].items() if k != "quality"} | {"format": fmt}
+        if opts.quality is not None and fmt in QUALITY_FORMATS:
+            options["quality"] = opts.quality
+        made[fmt] = {**first, "options": options}
+    return made
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -208,13 +235,17 @@ def _differences(old: dict, new: dict) -> str:
     if old.get("weights_sha256") != new["weights_sha256"]:
         diffs.append(f"weights sha256 {str(old.get('weights_sha256'))[:12]}...")
     old_options = old.get("options") or {}
-    diffs += [f"{k} {old_options.get(k)}" for k in new["options"] if old_options.get(k) != new["options"][k]]
+    keys = list(new["options"]) + [k for k in old_options if k not in new["options"]]
+    diffs += [f"{k} {old_options.get(k)}" for k in keys if old_options.get(k) != new["options"].get(k)]
     return ", ".join(diffs) or "other settings"
 
 
-def sort_existing(plan: list[tuple[Path, Path]], log: OutputLog, made: dict, overwrite: bool,
-                  ) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
+def sort_existing(plan: list[tuple[Path, Path]], log: OutputLog, made: dict | Callable[[Path], dict],
+                  overwrite: bool) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
     """Split the plan into the files to process and the results known before any work.
+
+    ``made`` is the :func:`made_by` record of the outputs, or a function giving it for an output path (a run that
+    writes several formats).
 
     An existing output that unetcli wrote with the same model, weights and options is skipped (replaced with
     ``overwrite``); one it wrote with other settings is reported as failed unless ``overwrite``; a file it has no
@@ -226,20 +257,21 @@ def sort_existing(plan: list[tuple[Path, Path]], log: OutputLog, made: dict, ove
             todo.append((src, dst))
             continue
         old = log.made_by(dst)
-        if old is not None and (overwrite or old == made):
+        made_here = made(dst) if callable(made) else made
+        if old is not None and (overwrite or old == made_here):
             if overwrite:
                 todo.append((src, dst))
             else:
                 results.append(FileResult(str(src), str(dst), "skipped", notes=["output exists (use --overwrite)"]))
         elif old is not None:
             results.append(FileResult(str(src), str(dst), "failed", error=(
-                f"output {printable(str(dst))} exists, made with other settings ({_differences(old, made)}); "
+                f"output {printable(str(dst))} exists, made with other settings ({_differences(old, made_here)}); "
                 f"--overwrite replaces it")))
         else:
             results.append(FileResult(str(src), str(dst), "failed", error=(
-                f"output {printable(str(dst))} exists and unetcli has no record of writing it (in OUTPUT/"
-                f"{OUTPUT_LOG}): it is never replaced, not even with --overwrite; move it away or choose "
-                f"another OUTPUT")))
+                f"output {printable(str(dst))} exists and unetcli has no record of writing it (in "
+                f"{printable(str(log.path))}): it is never replaced, not even with --overwrite; move it away or "
+                f"choose another OUTPUT")))
     return todo, results
 
 
@@ -281,46 +313,57 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
             called from the main thread) returns a summary with ``interrupted`` set (files in flight finished,
             nothing half-written left).
     """
-    get_spec(opts.model)  # an unknown model is the first error
-    fmt = image_format_for(opts.ext)
+    opts = with_model(opts)  # -m, or the model the --weights file records (an unknown model is the first error)
+    out_file = output_file(opts)
+    auto = opts.ext is not None and opts.ext.lower() == "auto"
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size {opts.batch_size}: must be at least 1")
     if any(sep and sep in opts.suffix for sep in (os.sep, os.altsep, "\0")):
         raise UsageError(f"--suffix {opts.suffix!r}: a suffix is added to file names and cannot hold a path separator")
+    if opts.quality is not None and not 1 <= opts.quality <= 100:
+        raise UsageError(f"--quality {opts.quality}: expected 1 (smallest files) to 100 (best quality)")
+    if out_file is not None:
+        fmt = single_output_format(opts, out_file, auto)
+    else:
+        fmt = None if auto else image_format_for(opts.ext or ".png")
+    if fmt is not None and opts.quality is not None and fmt not in QUALITY_FORMATS:
+        raise _no_quality(fmt)
     predictor = Predictor.configure(opts.model, weights=opts.weights, device=opts.device, precision=opts.precision,
                                     tile=opts.tile, size=opts.size, compile=opts.compile, batch_size=opts.batch_size,
                                     **task_options(opts))
-    renderer = predictor.task.renderer
-    if renderer is not None and renderer.alpha and fmt not in ALPHA_FORMATS:
-        raise UsageError(f"--output-type {renderer.name} writes an alpha channel, which {fmt} cannot store; "
-                         f"use --ext .png, .webp or .tif")
-    check_output_format(fmt, predictor.task.output_mode, opts.ext)  # e.g. .grib, .xbm: found before any decoding
-    out_dir = Path(opts.output)
+    mode = predictor.task.output_mode
+    if fmt is not None:  # --ext auto picks, per input, a format that can store the output (PNG if none)
+        where = "OUTPUT " + printable(str(out_file)) if out_file is not None else "--ext " + (opts.ext or ".png")
+        renderer = predictor.task.renderer
+        if renderer is not None and renderer.alpha and fmt not in ALPHA_FORMATS:
+            raise UsageError(f"--output-type {renderer.name} writes an alpha channel, which {fmt} cannot store; "
+                             f"use .png, .webp or .tif" + (" (--ext)" if out_file is None else " for OUTPUT"))
+        check_output_format(fmt, mode, opts.ext or ".png", what=where)  # e.g. .grib, .xbm: before any decoding
+    out_dir = Path(opts.output) if out_file is None else out_file.parent
     unreadable: list[tuple[Path, str]] = []
-    inputs = (collect_listed(opts.files_from, opts.source) if opts.files_from is not None
-              else collect_inputs(opts.source, opts.recursive, unreadable=unreadable))
     log = OutputLog(out_dir)
-    inputs = [(src, rel) for src, rel in inputs if log.made_by(src) is None]  # earlier outputs are never inputs
-    if not inputs and not unreadable:
-        raise UsageError(f"input {opts.source!r}: no image files found (only outputs of earlier runs)")
-    # Output names are planned on the whole sorted list, so every shard names every file the same way.
-    whole_plan = plan_outputs(inputs, out_dir, opts.ext, opts.suffix)
-    refuse_inputs_as_outputs(opts, whole_plan)
+    whole_plan = _whole_plan(opts, out_file, log, mode, auto, unreadable)
+    formats = {dst: fmt or writable_format(dst.suffix) for _, dst in whole_plan}
+    if opts.quality is not None and not QUALITY_FORMATS & set(formats.values()):
+        raise _no_quality(*sorted(set(formats.values())))
     plan = take_shard(whole_plan, opts.shard)
+    notes = {}
+    if auto:  # inputs whose format cannot hold the output: why they were written as PNG
+        notes = {dst: [note] for src, dst in plan if (note := auto_output_ext(src, mode)[1])}
     ensure_writable_folder(out_dir, "output folder")
     predictor.load()  # PyTorch weights, or an .onnx / TorchScript export
-    made = made_by(predictor, opts, fmt)
+    made = made_by_format(predictor, opts, set(formats.values()))
 
     summary = PredictSummary(device=str(predictor.device), precision=predictor.precision)
     source = Path(opts.source)
     early = [FileResult(str(folder), str(out_dir / os.path.relpath(folder, source)), "failed", error=reason)
              for folder, reason in unreadable]
     remove_stale_temporaries([dst for _, dst in plan])  # left by a run killed while writing these outputs
-    todo, known = sort_existing(plan, log, made, opts.overwrite)
+    todo, known = sort_existing(plan, log, lambda dst: made[formats[dst]], opts.overwrite)
     early += known
     summary.skipped = sum(r.status == "skipped" for r in early)
     summary.failed = sum(r.status == "failed" for r in early)
-    runner = _BatchRunner(opts, predictor, fmt, todo, summary, on_result or (lambda r: None), log, made)
+    runner = _BatchRunner(opts, predictor, formats, todo, summary, on_result or (lambda r: None), log, made, notes)
     try:
         runner.run(early, show_progress)
     finally:
@@ -328,6 +371,125 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
     summary.stopped = runner.stop
     summary.not_started = len(todo) - summary.done - (summary.failed - sum(r.status == "failed" for r in early))
     return summary
+
+
+def _whole_plan(opts: PredictOptions, out_file: Path | None, log: OutputLog, mode: str, auto: bool,
+                unreadable: list[tuple[Path, str]]) -> list[tuple[Path, Path]]:
+    """(input, output) for every input of the run, before sharding: the one file and OUTPUT file, or the inputs
+    found (``unreadable`` receives the sub-folders that could not be listed) with their planned output names.
+
+    Raises:
+        UsageError: OUTPUT is the INPUT file itself; no inputs (besides outputs of earlier runs); outputs that could
+            replace inputs (:func:`refuse_inputs_as_outputs`).
+    """
+    if out_file is not None:
+        src = collect_inputs(opts.source)[0][0]  # one file: named, so taken even if an earlier run wrote it
+        if os.path.lexists(out_file) and _same_file(src, out_file):
+            raise UsageError(f"OUTPUT {printable(str(out_file))} is the INPUT file itself: the photo would be "
+                             f"replaced; name another output file (e.g. {printable(src.stem)}_out{out_file.suffix})")
+        whole_plan = [(src, out_file)]
+    else:
+        inputs = (collect_listed(opts.files_from, opts.source) if opts.files_from is not None
+                  else collect_inputs(opts.source, opts.recursive, unreadable=unreadable))
+        inputs = [(src, rel) for src, rel in inputs if log.made_by(src) is None]  # earlier outputs are never inputs
+        if not inputs and not unreadable:
+            raise UsageError(f"input {opts.source!r}: no image files found (only outputs of earlier runs)")
+        # Output names are planned on the whole sorted list, so every shard names every file the same way.
+        ext = (lambda path: auto_output_ext(path, mode)[0]) if auto else (opts.ext or ".png")
+        whole_plan = plan_outputs(inputs, log.folder, ext, opts.suffix)
+    refuse_inputs_as_outputs(opts, whole_plan)
+    return whole_plan
+
+
+def with_model(opts: PredictOptions) -> PredictOptions:
+    """``opts`` with its model settled: ``--model`` as given, or else the model the ``--weights`` file records
+    (:func:`unetcli.api.model_of_weights`: a ``.safetensors`` file's model card or header, a training checkpoint's
+    options, an export's metadata). Given both, they must agree: checked here for checkpoints and exports, by the
+    loader for ``.safetensors`` (its card: "these weights are for X, not Y"; a copy without its card: the tensors
+    must fit the architecture).
+
+    Raises:
+        UsageError: no model and no weights; an unknown model; ``--model`` naming another model than the file.
+        WeightsError: only ``--weights`` given, and the file is unreadable or records no model.
+    """
+    from unetcli.api import model_of_weights
+
+    if opts.weights is None:
+        if not opts.model:
+            raise UsageError("no model: give --model MODEL (see `unetcli models`), or --weights FILE")
+        get_spec(opts.model)
+        return opts
+    if not opts.model:
+        name = model_of_weights(opts.weights)
+        get_spec(name)
+        return dataclasses.replace(opts, model=name)
+    spec = get_spec(opts.model)
+    if Path(opts.weights).suffix == ".safetensors":
+        return opts  # the loader checks its model card, then the architecture (a card-less copy: the tensors)
+    try:
+        recorded = model_of_weights(opts.weights)
+    except (UsageError, WeightsError):
+        return opts  # a file that records no model (a plain state dict) or a bad one: the loader says what it is
+    if get_spec(recorded).name != spec.name:
+        raise UsageError(f"--weights {printable(str(opts.weights))}: these weights are for {recorded}, not "
+                         f"{spec.name} (--model {opts.model}); leave out --model (the file names its model) or pass "
+                         f"weights of {spec.name}")
+    return opts
+
+
+def output_file(opts: PredictOptions) -> Path | None:
+    """OUTPUT as the one output file, or None when it is a folder.
+
+    OUTPUT is a file when INPUT is one file (not ``--files-from``), OUTPUT is no existing folder and its
+    extension is one Pillow writes (``photo_gray.png``, ``out.JPG``, ``x.webp``).
+
+    Raises:
+        UsageError: INPUT is one file and OUTPUT has the extension of an image format Pillow reads but cannot
+            write (``out.psd``), which would otherwise become a folder of that name.
+    """
+    out = Path(opts.output)
+    if opts.files_from is not None or not Path(opts.source).is_file() or out.is_dir() or not out.suffix:
+        return None
+    if writable_format(out.suffix) is not None:
+        return out
+    if is_image_name(out):
+        raise UsageError(f"OUTPUT {printable(str(out))}: Pillow cannot write {out.suffix} files; name the output "
+                         f".png, .jpg, .webp or .tif (or give a folder)")
+    return None
+
+
+def single_output_format(opts: PredictOptions, out_file: Path, auto: bool) -> str:
+    """The format of the one output file: its extension's. ``--suffix`` is refused (it names outputs in a
+    folder) and so is an ``--ext`` that asks for another format (``--ext auto``: the input's).
+
+    Raises:
+        UsageError: ``--suffix`` given, or ``--ext`` disagreeing with OUTPUT's extension.
+    """
+    fmt = writable_format(out_file.suffix)
+    if opts.suffix:
+        raise UsageError(f"--suffix names the outputs written into a folder; OUTPUT {printable(str(out_file))} is "
+                         f"one file: write the name you want as OUTPUT")
+    if opts.ext is not None:
+        wanted = writable_format(Path(opts.source).suffix) if auto else image_format_for(opts.ext)
+        if wanted != fmt:
+            asked = f"--ext auto ({wanted or Path(opts.source).suffix} like the input)" if auto else f"--ext {opts.ext}"
+            raise UsageError(f"{asked} disagrees with OUTPUT {printable(str(out_file))} ({fmt}): one output file "
+                             f"is written in the format of its extension; leave out --ext")
+    return fmt
+
+
+def _no_quality(*formats: str) -> UsageError:
+    """The error for ``--quality`` with output formats that have no quality setting."""
+    return UsageError(f"--quality applies to JPEG, WebP and AVIF outputs; {' and '.join(formats)} "
+                      f"{'has' if len(formats) == 1 else 'have'} no quality setting (leave out --quality)")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True if both paths name one file (by device and inode: also through links)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def task_options(opts: PredictOptions) -> dict:
@@ -436,11 +598,15 @@ class _BatchRunner:
     that runs out of memory is retried one image at a time, then (full-resolution models) on smaller tiles.
     """
 
-    def __init__(self, opts: PredictOptions, predictor: Predictor, fmt: str, todo: list[tuple[Path, Path]],
-                 summary: PredictSummary, report: Callable[[FileResult], None], log: OutputLog | None = None,
-                 made: dict | None = None) -> None:
-        self.opts, self.predictor, self.task, self.fmt = opts, predictor, predictor.task, fmt
+    def __init__(self, opts: PredictOptions, predictor: Predictor, formats: dict[Path, str],
+                 todo: list[tuple[Path, Path]], summary: PredictSummary, report: Callable[[FileResult], None],
+                 log: OutputLog | None = None, made: dict[str, dict] | None = None,
+                 notes: dict[Path, list[str]] | None = None) -> None:
+        self.opts, self.predictor, self.task, self.formats = opts, predictor, predictor.task, formats
         self.todo, self.summary, self.report, self.log, self.made = todo, summary, report, log, made
+        self.write_notes = notes or {}  # per output file, e.g. --ext auto's PNG fall-back
+        renderer = self.task.renderer
+        self.colours = renderer is None or renderer.needs_photo  # outputs are photos, not masks: ICC profiles fit
         self.started = {i: 0.0 for i in range(len(todo))}
         self.pending: list[tuple[Future, int, list[str]]] = []
         self.buckets: dict[tuple, list[dict]] = defaultdict(list)
@@ -448,15 +614,14 @@ class _BatchRunner:
         self.extra_notes: dict[int, list[str]] = defaultdict(list)
         self.stop = False  # a file failed under --fail-fast, or OUTPUT cannot be written any more
         self.interrupts = _Interrupts()
-        self.bar: tqdm | None = None
+        self.bar: ProgressDisplay | None = None
         self.writer: ThreadPoolExecutor | None = None
 
     def run(self, early: list[FileResult], show_progress: bool | None) -> None:
         """Report ``early`` (results known before any work), then process every file of ``todo``; an interrupt
         finishes the writes in flight and sets ``summary.interrupted``."""
         opts = self.opts
-        self.bar = tqdm(total=len(self.todo), unit="img", dynamic_ncols=True, leave=False,
-                        disable=(not show_progress) if show_progress is not None else None)
+        self.bar = file_progress(len(self.todo), show_progress)
         # Two writer threads: post-processing (numpy, scikit-image) and encoding (zlib) release the GIL, and for
         # working-size models they cost more per image than the forward pass (benchmarks/README.md, profile).
         self.writer = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="unetcli-writer")
@@ -543,6 +708,9 @@ class _BatchRunner:
         i = sample["index"]
         self.started[i] = time.perf_counter() - sample.get("seconds", 0.0)
         sample["notes"] = sample["notes"] + self.extra_notes.pop(i, [])
+        if sample["error"] is None:  # EXIF / ICC to carry, read in the main thread as the photo (warnings -> notes)
+            sample["metadata"] = read_metadata(self.todo[i][0])
+            sample["notes"] += sample["metadata"].notes
         if sample["error"] is not None:
             self.fail(i, sample["error"])
         elif self.predictor.needs_tiling(sample["input"]):
@@ -588,13 +756,20 @@ class _BatchRunner:
             self.report(FileResult(str(src), str(dst), "done", notes=notes,
                                    seconds=time.perf_counter() - self.started[i]))
 
-    def finish_and_write(self, output: torch.Tensor, ctx: dict, dst: Path) -> list[str]:
-        """Writer thread: the task's post-processing, then an atomic save with its record in the output log;
-        returns notes for the file."""
-        image, notes = fit_for_format(self.task.finish(output, ctx), self.fmt)
-        record = None if self.log is None else (lambda tmp: self.log.record(dst, tmp, self.made))
-        save_atomic(image, dst, self.fmt, before_replace=record)
-        return notes
+    def finish_and_write(self, output: torch.Tensor, ctx: dict, dst: Path,
+                         metadata: InputMetadata | None = None) -> list[str]:
+        """Writer thread: the task's post-processing, then an atomic save (``--quality``; the input's EXIF and ICC
+        profile where the format stores them, :func:`~unetcli.imageio.carried_metadata`) with its record in the
+        output log; returns notes for the file."""
+        fmt = self.formats[dst]
+        image, notes = fit_for_format(self.task.finish(output, ctx), fmt)
+        params, more = carried_metadata(metadata, image, fmt, self.colours)
+        if self.opts.quality is not None and fmt in QUALITY_FORMATS:
+            params["quality"] = self.opts.quality
+        made = None if self.made is None else self.made[fmt]
+        record = None if self.log is None else (lambda tmp: self.log.record(dst, tmp, made))
+        save_atomic(image, dst, fmt, before_replace=record, params=params)
+        return notes + more + self.write_notes.get(dst, [])
 
     def run_batch(self, samples: list[dict]) -> None:
         """Samples of one padded shape -> one forward pass -> one write each. Out of memory: the samples one at a
@@ -621,8 +796,9 @@ class _BatchRunner:
     def submit(self, sample: dict, out: torch.Tensor) -> None:
         """Hand one output to the writer threads."""
         with self.interrupts.held():
-            self.pending.append((self.writer.submit(self.finish_and_write, out, sample["ctx"],
-                                                    self.todo[sample["index"]][1]),
+            dst = self.todo[sample["index"]][1]
+            self.pending.append((self.writer.submit(self.finish_and_write, out, sample["ctx"], dst,
+                                                    sample.get("metadata")),
                                  sample["index"], sample["notes"]))
             self.accounted.add(sample["index"])
 

@@ -38,11 +38,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler, Subset
-from tqdm import tqdm
 
 from unetcli.data import Loader, PhotoCrops, split_indices
 from unetcli.devices import autocast, precision_name, resolve_precision
 from unetcli.engine.distributed import all_reduce_sums, barrier, gather_lists, init_distributed, shutdown
+from unetcli.engine.progress import TrainingProgress, metric_label
 from unetcli.errors import EXIT_SOME_FAILED, TrainingInterrupted, UnetcliError, UsageError, WeightsError
 from unetcli.imageio import atomic_write, ensure_writable_folder, remove_stale_temporaries
 from unetcli.models.registry import ModelSpec, get_spec
@@ -342,32 +342,41 @@ def _write_metrics(run: Path, history: list[dict], best_key: str) -> None:
         w.writeheader()
         w.writerows(history)
 
-    import matplotlib
+    fig = metrics_figure(history, best_key)
+    with writing(run / "metrics.png", run), atomic_write(run / "metrics.png") as tmp_png:
+        fig.savefig(tmp_png, format="png", dpi=80)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def metrics_figure(history: list[dict], best_key: str):
+    """The figure of metrics.png: training and validation loss (log scale) and the validation metric, per epoch.
+
+    Args:
+        history: one dict per epoch with ``epoch`` (1-based), ``train_loss``, ``val_loss`` and ``val_<best_key>``.
+        best_key: the task's validation metric (``"psnr"``: axis in dB; ``"iou"``: a fraction in [0, 1]).
+
+    Returns:
+        A ``matplotlib.figure.Figure`` with two Axes; both x axes tick whole epochs only, the y labels name the
+        quantity and its unit. Built without pyplot (no global state, nothing to close).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    try:
-        _plot(fig, ax1, ax2, epochs, history, best_key)
-        with writing(run / "metrics.png", run), atomic_write(run / "metrics.png") as tmp_png:
-            fig.savefig(tmp_png, format="png", dpi=80)
-    finally:
-        plt.close(fig)
-
-
-def _plot(fig, ax1, ax2, epochs: list, history: list[dict], best_key: str) -> None:
-    """The two panels of metrics.png: losses (log scale) and the validation metric, per epoch."""
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
     ax1.plot(epochs, [r["val_loss"] for r in history], marker="o", label="val loss")
-    ax1.set_xlabel("epoch")
     ax1.set_yscale("log")
+    ax1.set_ylabel("loss (log scale)")
     ax1.legend()
     ax2.plot(epochs, [r[f"val_{best_key}"] for r in history], marker="o", color="C2")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel(f"validation {best_key}")
+    ax2.set_ylabel(f"validation {metric_label(best_key)}")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
 
 
 def _card(spec: ModelSpec, opts: TrainOptions, params: int, extra: dict) -> dict:
@@ -468,7 +477,9 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
             continues at the next epoch (or the next batch, for a checkpoint written within an epoch) up to
             ``opts.epochs``.
         log: receives one line per event (epoch results, warnings); only rank 0 logs.
-        show_progress: force the per-epoch progress bar on/off; None shows it only on a terminal.
+        show_progress: force the progress display (:class:`unetcli.engine.progress.TrainingProgress`: epoch,
+            batch, running loss, last validation metric, elapsed time and ETA; on stderr, rank 0 only) on/off;
+            None shows it only when stderr is a terminal.
 
     Returns:
         The final model card (dict).
@@ -485,7 +496,12 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print, show_progress:
     # agree on the step first, so they save at epoch ends only (and a signal stops them as it always did).
     trainer.stop = StopRequest() if not trainer.ctx.enabled else None
     trainer.last_save = time.perf_counter()
-    with trainer.stop or contextlib.nullcontext():
+    last = trainer.history[-1].get(f"val_{trainer.best_key}") if trainer.history else None
+    trainer.progress = TrainingProgress(
+        opts.epochs, trainer.start_epoch, len(trainer.sampler) // trainer.batch_size,
+        trainer.partial["step"] if trainer.partial is not None else 0, trainer.best_key, last,
+        show=trainer.show_progress if trainer.ctx.is_main else False)
+    with trainer.stop or contextlib.nullcontext(), trainer.progress:
         for epoch in range(trainer.start_epoch, opts.epochs):
             trainer.run_epoch(epoch)
     return trainer.finish()
@@ -527,6 +543,7 @@ class _Trainer:
         self.stop: StopRequest | None = None
         self.save_every_s = max(0.0, float(opts.save_every)) * 60.0
         self.last_save = 0.0
+        self.progress: TrainingProgress | None = None
 
     def prepare_data(self) -> None:
         """Decode the data, record the split (``split.json``), and build the crop datasets and the sampler."""
@@ -643,6 +660,7 @@ class _Trainer:
         val = all_reduce_sums(_sum_metrics(self.model, val_loader, self.task, self.device, self.dtype), self.ctx)
         val = {k: v / val["n"] for k, v in val.items() if k != "n"} if val["n"] else {"loss": float("nan")}
         self._record_epoch(epoch, totals, val, time.perf_counter() - t0)
+        self.progress.validated(self.history[-1][f"val_{self.best_key}"])
         stop, opts = self.stop, self.opts
         if stop is not None and stop.signal is not None and epoch + 1 < opts.epochs:
             raise TrainingInterrupted(
@@ -690,12 +708,10 @@ class _Trainer:
             torch.set_rng_state(self.ckpt["torch_rng"])  # dropout continues as in an uninterrupted run
             self.partial = None
         self._train_mode(epoch)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False, initial=skip,
-                   total=n_batches, disable=True if not self.ctx.is_main else None if self.show_progress is None
-                   else not self.show_progress)
-        for step, (x, y) in enumerate(bar, start=skip + 1):
+        self.progress.start_epoch(epoch, skip)
+        for step, (x, y) in enumerate(batches, start=skip + 1):
             loss_sum, n = loss_sum + self._step(x, y) * len(x), n + len(x)
-            bar.set_postfix(loss=f"{loss_sum / n:.4g}")
+            self.progress.step(step, loss_sum / n)
             if stop is None or step == n_batches:
                 continue
             if stop.signal is not None or (self.save_every_s
@@ -703,12 +719,10 @@ class _Trainer:
                 self.save_last(epoch - 1, {"epoch": epoch, "step": step, "loss_sum": loss_sum, "n": n,
                                            "seconds": time.perf_counter() - t0})
                 if stop.signal is not None:
-                    bar.close()
                     raise TrainingInterrupted(
                         f"{signal.Signals(stop.signal).name} at epoch {epoch + 1}, batch {step} of {n_batches}: "
                         f"{self.run}/last.pt saved; continue with: unetcli train --resume {self.run} "
                         f"--epochs {opts.epochs}")
-        bar.close()
         return loss_sum, n, t0
 
     def _train_mode(self, epoch: int) -> None:

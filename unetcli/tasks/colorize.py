@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from skimage.color import gray2rgb, lab2rgb, rgb2gray, rgb2lab
-from skimage.metrics import peak_signal_noise_ratio
 
 from unetcli.imageio import Photo, to_uint8
 from unetcli.metrics import colorfulness, psnr
@@ -134,6 +133,9 @@ class ColorizeTask(Task):
     def evaluation_scores(self, original: np.ndarray, written: np.ndarray, given: np.ndarray) -> dict[str, float]:
         """PSNR (dB) against the photo next to the gray baseline (the given gray photo), and the Hasler-Suesstrunk
         colourfulness of the output and of the photo."""
+        # imported here: skimage.metrics imports scipy.stats, 0.6 s of every command's start-up otherwise
+        from skimage.metrics import peak_signal_noise_ratio
+
         to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
         return {"psnr": float(peak_signal_noise_ratio(original, written[:, :, :3], data_range=1.0)),
                 "psnr_gray_baseline": float(peak_signal_noise_ratio(original, gray2rgb(given), data_range=1.0)),
