@@ -32,6 +32,15 @@ Figures (target in brackets):
    such photo and on four, minus the same command on one ordinary photo: the memory a 24-Mpixel photo in flight
    costs [<= 1.5 GB per photo, reported as 1.5 GB over the measured cost, >= 1x]. ``--only colorize-memory`` runs
    this figure alone (about a minute) and prints its rows.
+8. end to end over the floor (issue 18), for each of simple-black, unet-decolorize, unet-colorize and unet-seg
+   (shipped weights; ``--colorize-weights``; random weights of the architecture where none ship): ``unetcli
+   predict`` marginal images/s over the floor = (n - 1) / (model s + I/O s) on the same photos, where model s is
+   the time inside the real ``Predictor.forward`` at the sizes predict runs (working size, or each photo's own
+   size on 512-px tiles; ``--precision auto``) and I/O s is Pillow's full-size decode of each input plus the PNG
+   encode (``SAVE_OPTIONS``) of the output predict wrote [>= 85 %]; the notebook-loop ratio for colorize beside
+   it (ceiling floor / notebook). Photo set: the run's photos plus ``--floor-big`` 6000x4000 ones (figure 7's
+   kind; default 2, quick 0). ``--only floor`` runs it alone (with a py-spy line per model unless
+   ``--no-profile``) and prints the CPU (AMX / AVX512-BF16) and thread count.
 
 The profile step writes ``torch.profiler`` top-op tables of the model forward and of an in-process predict, and,
 where ``py-spy`` is installed (``pip install -c constraints.txt '.[bench]'``), a sampled profile of the real
@@ -209,13 +218,25 @@ def environment() -> dict:
     return in_child("""
 import json, os, platform, torch
 from bench_memory import machine
-from unetcli.devices import cpu_has_fast_bf16
+from unetcli.devices import cpu_has_fast_bf16, describe_environment
 from unetcli.models.registry import get_spec, list_models
 from unetcli.weights import shipped_weights
+cpu = describe_environment()["cpu"]
 print(json.dumps({"machine": machine(), "platform": platform.platform(), "torch": torch.__version__,
                   "fast_bf16": cpu_has_fast_bf16(),
+                  "cpu": {k: cpu[k] for k in ("model", "capability", "amx", "avx512_bf16", "fast_bf16",
+                                              "usable_cores")},
                   "shipped": {m: str(shipped_weights(get_spec(m)) or "") for m in list_models()}}))
 """)
+
+
+def cpu_line(env: dict, threads: int) -> str:
+    """One line naming the CPU, its bf16 hardware (AMX / AVX512-BF16, which set the bf16 speed) and the threads."""
+    cpu = env.get("cpu", {})
+    yes = lambda v: "yes" if v else ("no" if v is not None else "unknown")  # noqa: E731
+    return (f"CPU {cpu.get('model', '?')} (AMX: {yes(cpu.get('amx'))}, AVX512-BF16: {yes(cpu.get('avx512_bf16'))}, "
+            f"ATen capability {cpu.get('capability') or '?'}; {cpu.get('usable_cores', '?')} usable core(s)); "
+            f"{threads} thread(s)")
 
 
 # --------------------------------------------------------------------------------------------------- py-spy
@@ -227,26 +248,46 @@ def py_spy() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("py-spy")
 
 
+#: Leaf frames of threads blocked in a wait. py-spy (without ``--idle``) drops idle threads by a heuristic that
+#: here still reports these (e.g. unet-decolorize's writer threads and queue feeders, 23 % of all samples of a run
+#: whose end to end was 95 % of the floor on one core): they get the stage :data:`IDLE_STAGE`, left out of the
+#: shares that :func:`non_model_line` reports.
+IDLE_LEAVES = ("Condition.wait (", "Event.wait (", "_worker (concurrent/futures/thread.py", "SocketListener.accept (",
+               "socket.accept (", "_PollLikeSelector.select (")
+IDLE_STAGE = "idle: blocked in a wait (py-spy still samples it)"
+
+
 def classify_sample(pid: int, root_pid: int, funcs: list[str]) -> tuple[str, str]:
     """(process/thread role, stage of a predict run) of one sampled stack (``funcs``: root frame first)."""
     has = lambda *names: any(n in f for f in funcs for n in names)  # noqa: E731
+    idle = bool(funcs) and funcs[-1].startswith(IDLE_LEAVES)
+    role, stage = _classify_busy(pid, root_pid, funcs, has)
+    return role, IDLE_STAGE if idle else stage
+
+
+def _classify_busy(pid: int, root_pid: int, funcs: list[str], has) -> tuple[str, str]:
+    """:func:`classify_sample` for a sample that is not a wait."""
     if pid != root_pid:
         role = "DataLoader worker processes"
-        stage = ("workers: decode + prepare (read_photo, task.prepare)" if has("read_photo", "__getitem__", "prepare")
-                 else "workers: queues, pickling, start-up")
+        stage = ("workers: task.prepare (resize, luminance, to tensor)" if has(".prepare (") else
+                 "workers: decode (read_photo)" if has("read_photo", "__getitem__") else
+                 "workers: queues, pickling, start-up")
     elif has("concurrent/futures/thread.py"):
         role = "main process: writer thread"
         stage = ("writer: PNG encode + rename (save_atomic)" if has("save_atomic") else
-                 "writer: task.finish (Lab recombination)" if has("finish") else "writer: idle / other")
+                 "writer: task.finish (post-processing)" if has("finish") else "writer: idle / other")
     elif funcs and funcs[0].startswith(("_run_module_as_main", "<module>")):
         role = "main process: main thread"
         stage = ("start-up: imports, weights, set-up" if has("_find_and_load", "load_backend", "load_model",
                                                              "load_state", "collect_inputs") else
-                 "main: model forward (torch)" if has("forward (unetcli/engine/predict.py", "_call_impl") else
+                 "main: model forward (torch)" if has("Predictor.forward (", "_call_impl") else
+                 "main: tiling (cut tiles, blend)" if has("predict_tiled") else
+                 "main: batch padding / stacking" if has("forward_same_padded") else
+                 "main: read_metadata (EXIF, ICC)" if has("read_metadata") else
                  "main: DataLoader receive (unpickling)" if has("dataloader.py", "multiprocessing") else
                  "main: other")
     else:
-        role, stage = "main process: other threads", "other threads (tqdm, queue feeders)"
+        role, stage = "main process: other threads", "other threads (queue feeders, unnamed)"
     return role, stage
 
 
@@ -293,20 +334,24 @@ def summarise_py_spy(raw: Path, rows: int = 25) -> tuple[str, dict]:
                          "top_leaf": [[k, round(100 * v / total, 1)] for k, v in by_leaf.most_common(rows)]}
 
 
-def profile_with_py_spy(photos: Path, out: Path, weights: Path, threads: int, profile_dir: Path) -> dict:
-    """Sample a real ``unetcli predict --model colorize`` run with py-spy; write the raw stacks and a summary."""
+def profile_with_py_spy(photos: Path, out: Path, weights: Path | None, threads: int, profile_dir: Path,
+                        model: str = "unet-colorize", raw_dir: Path | None = None) -> dict:
+    """Sample a real ``unetcli predict --model MODEL`` run with py-spy; write the raw stacks (to ``raw_dir``,
+    default ``profile_dir``) and a summary (``predict_<model without unet->_pyspy.txt``). ``weights`` None: the
+    shipped ones."""
     exe = py_spy()
     if exe is None:
         return {"skipped": "py-spy not installed (pip install -c constraints.txt '.[bench]')"}
-    raw = profile_dir / "predict_colorize_pyspy.raw.txt"
+    slug = model.removeprefix("unet-")
+    raw = (raw_dir or profile_dir) / f"predict_{slug}_pyspy.raw.txt"
     cmd = [exe, "record", "--subprocesses", "--threads", "--rate", "100", "--format", "raw", "--output", str(raw),
-           "--", *predict_cmd("unet-colorize", photos, out, weights)]
+           "--", *predict_cmd(model, photos, out, weights)]
     r = run_child(cmd, threads)
     if not raw.is_file():
         return {"skipped": f"py-spy failed (rc {r['rc']}): {r['stderr_tail'][-300:]}"}
     text, data = summarise_py_spy(raw)
-    summary = profile_dir / "predict_colorize_pyspy.txt"
-    summary.write_text(f"unetcli predict --model colorize on {len(list(photos.iterdir()))} photos, default options, "
+    summary = profile_dir / f"predict_{slug}_pyspy.txt"
+    summary.write_text(f"unetcli predict --model {slug} on {len(list(photos.iterdir()))} photos, default options, "
                        f"OMP_NUM_THREADS={threads}, wall {r['wall']:.1f} s (sampling slows it)\n\n{text}")
     return {"file": str(summary), "raw": str(raw), "wall": r["wall"], **data}
 
@@ -349,6 +394,9 @@ def markdown(results: dict) -> str:
     for name, r in results["runs"].items():
         lines.append(f"| {name} | {r.get('throughput', '')} | {r['wall']:.1f} | {r['maxrss_mb']:.0f} | "
                      f"{r['tree_pss_mb']:.0f} |")
+    if results.get("floor"):
+        lines += ["", "Figure 8, end to end over the floor:", "",
+                  floor_markdown({**m, **m.get("floor_photos", {})}, results["floor"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -405,6 +453,224 @@ def colorize_memory(tmp: Path, photos: Path, threads: int, weights: Path, runs: 
                    f"--workers 2 the process tree's PSS peaks at {peaks['four-workers']['tree_pss_mb']:.0f} MB")]
 
 
+# --------------------------------------------------------------------------------------------------- floor (issue 18)
+
+#: The four seed models of the floor figure, in the order they run.
+FLOOR_MODELS = ("simple-black", "unet-decolorize", "unet-colorize", "unet-seg")
+#: Issue 18's target: ``unetcli predict`` marginal images/s over the floor.
+FLOOR_TARGET = 0.85
+
+
+def stage_floor_photos(photos: Path, dest: Path, big: int) -> dict[str, int]:
+    """The floor figure's photo set in ``dest``: every photo of ``photos`` (hard links, else copies) plus ``big``
+    6000x4000 JPEGs upscaled from the 2nd, 3rd ... of them as figure 7 makes its large photo
+    (:func:`bench_memory.make_photo`). They are named ``zz-big<i>__...`` to sort last, so the first photo, which
+    the marginal rate runs alone, stays an ordinary one. Returns a histogram of the sizes ("WxH": count)."""
+    from PIL import Image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    sources = sorted(p for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for p in sources:
+        try:
+            os.link(p, dest / p.name)
+        except OSError:
+            shutil.copy2(p, dest / p.name)
+    for i, source in enumerate(sources[1:1 + big], 1):
+        work = dest.parent / f"{dest.name}-big{i}"
+        work.mkdir()
+        made = make_photo(work, BIG_PHOTO, source)
+        made.rename(dest / f"zz-big{i}__{source.stem}_{BIG_PHOTO[0]}x{BIG_PHOTO[1]}.jpg")
+        work.rmdir()
+    sizes: collections.Counter = collections.Counter()
+    for p in sorted(dest.iterdir()):
+        with Image.open(p) as im:
+            sizes[f"{im.width}x{im.height}"] += 1
+    return dict(sizes.most_common())
+
+
+def marginal_pair(run, photos: Path, tmp: Path, slug: str) -> tuple[dict, dict]:
+    """``run(folder, out, n)`` on the first photo of ``photos`` alone, then on all ``n`` of them; the full run gets
+    ``marginal_img_s`` = (n - 1) / (wall(n) - wall(1)): start-up, weights and the first photo left out."""
+    paths = sorted(p for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    one = tmp / f"{photos.name}-first"
+    if not one.is_dir():
+        one.mkdir()
+        shutil.copy2(paths[0], one / paths[0].name)
+    single = run(one, tmp / f"out-{slug}-1", 1)
+    full = run(photos, tmp / f"out-{slug}", len(paths))
+    delta = full["wall"] - single["wall"]
+    full["marginal_img_s"] = (len(paths) - 1) / delta if len(paths) > 1 and delta > 0 else None
+    full["one_photo_wall"] = single["wall"]
+    return single, full
+
+
+def floor_weights(model: str, env: dict, tmp: Path, colorize_weights: Path | None) -> Path | None:
+    """The weights the floor figure runs ``model`` on: ``--colorize-weights`` for unet-colorize, else the shipped
+    weights (None: predict finds them itself), else freshly initialised ones of the architecture (unet-seg ships
+    none; speed does not depend on the values, though PNG sizes of its masks do: noted in the table)."""
+    if model == "unet-colorize" and colorize_weights:
+        return colorize_weights
+    if env["shipped"].get(model):
+        return None
+    return Path(in_child("import json, sys; from pathlib import Path; from bench_memory import random_weights; "
+                         "print(json.dumps(str(random_weights(Path(sys.argv[1]), sys.argv[2]))))", str(tmp), model))
+
+
+def non_model_line(profile: dict, rows: int = 4) -> str:
+    """Where a py-spy profile's on-CPU samples went besides the model forward and start-up, largest first."""
+    if "by_stage_pct" not in profile:
+        return profile.get("skipped", "no profile")
+    stages = dict(profile["by_stage_pct"])
+    startup = stages.pop("start-up: imports, weights, set-up", 0.0)
+    idle = stages.pop(IDLE_STAGE, 0.0)
+    # shares of the busy samples after start-up (what the marginal rate sees)
+    scale = 100.0 / max(100.0 - startup - idle, 1e-9)
+    forward = stages.pop("main: model forward (torch)", 0.0) * scale
+    return (f"model forward {forward:.0f} % of the busy samples after start-up (of all samples {startup:.0f} % "
+            f"start-up, {idle:.0f} % waits); besides it: "
+            + ", ".join(f"{k} {v * scale:.0f} %" for k, v in list(stages.items())[:rows]))
+
+
+def floor_figures(photos: Path, tmp: Path, threads: int, env: dict, runs: dict, colorize_weights: Path | None,
+                  quick: bool, log, profile_dir: Path | None = None) -> tuple[list[dict], dict]:
+    """Figure 8 (issue 18): for each of :data:`FLOOR_MODELS`, ``unetcli predict`` marginal images/s over the
+    floor = (n - 1) / (model-only seconds + unavoidable I/O seconds) on the same n - 1 photos, all measured in this
+    run with ``threads`` threads; for unet-colorize also the notebook loop (its marginal rate, the ratio of
+    predict to it, and the ceiling floor / notebook). With ``profile_dir``, each model's predict run is sampled by
+    py-spy once more and one line says where its non-model time goes.
+
+    Returns (figures, details per model for the results file and the floor table).
+    """
+    figures, details = [], {}
+    n = len([p for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES])
+    for model in FLOOR_MODELS:
+        weights = floor_weights(model, env, tmp, colorize_weights)
+        slug = f"floor-{model}"
+        log(f"floor, {model}: unetcli predict (first photo alone, then all {n})")
+        single, full = marginal_pair(lambda folder, out, k, m=model, w=weights: run_predict(m, folder, out, threads,
+                                                                                            k, w), photos, tmp, slug)
+        log(f"floor, {model}: model only")
+        mo = part("floor-model", threads, model=model, weights=str(weights) if weights else None,
+                  photos=str(photos), skip=1, batch=PREDICT_BATCH, tile=512, warmup=1,
+                  iters=1 if quick or model == "unet-decolorize" else 2)["result"]
+        log(f"floor, {model}: decode + encode")
+        io = part("floor-io", threads, photos=str(photos), out=str(tmp / f"out-{slug}"), tmp=str(tmp / "floor-io"),
+                  skip=1, iters=1 if quick else 2)["result"]
+        io_s = io["decode_s"] + io["encode_s"]
+        floor_img_s = (n - 1) / (mo["forward_s"] + io_s)
+        marginal = full["marginal_img_s"]
+        d = {"weights": str(weights) if weights else "shipped", "precision": mo["precision"], "images": n,
+             "marginal_img_s": marginal, "one_photo_wall_s": round(single["wall"], 2), "whole_wall_s": full["wall"],
+             "model_only_img_s": mo["img_s"], "model_s": mo["forward_s"], "model_pass_s": mo["pass_s"],
+             "tiled_images": mo["tiled_images"], "decode_s": io["decode_s"], "encode_s": io["encode_s"],
+             "output_modes": io["output_modes"], "io_img_s": (n - 1) / io_s, "floor_img_s": floor_img_s,
+             "ratio": marginal / floor_img_s if marginal else None,
+             "model_share_of_floor": mo["forward_s"] / (mo["forward_s"] + io_s)}
+        runs[f"floor: unetcli predict --model {model}"] = _keep(
+            full, f"{n / full['wall']:.2f} img/s; marginal {marginal or 0:.2f}", marginal_img_s=marginal,
+            one_photo_wall=round(single["wall"], 2))
+        if model == "unet-colorize":
+            log("floor, unet-colorize: notebook loop")
+            _, naive = marginal_pair(lambda folder, out, k, w=weights: part(
+                "naive-colorize", threads, weights=str(w or env["shipped"]["unet-colorize"]), photos=str(folder),
+                out=str(out)), photos, tmp, "floor-naive")
+            d["notebook_marginal_img_s"] = naive["marginal_img_s"]
+            runs["floor: naive loop, colorize"] = _keep(naive, f"{n / naive['wall']:.2f} img/s; marginal "
+                                                               f"{naive['marginal_img_s'] or 0:.2f}",
+                                                        marginal_img_s=naive["marginal_img_s"])
+        if profile_dir is not None:
+            log(f"floor, {model}: unetcli predict under py-spy")
+            d["profile"] = profile_with_py_spy(photos, tmp / f"out-{slug}-pyspy", weights, threads, profile_dir, model,
+                                               raw_dir=tmp)
+            d["non_model"] = non_model_line(d["profile"])
+        details[model] = d
+        share = f"model {100 * d['model_share_of_floor']:.0f} % of the floor's time"
+        figures.append(figure(
+            "8", f"{model}: `unetcli predict` marginal vs floor (model-only {d['precision']} + decode + PNG encode)",
+            d["ratio"], FLOOR_TARGET, "%",
+            f"{marginal or 0:.2f} vs {floor_img_s:.2f} img/s on {n - 1} photos ({share}: model only "
+            f"{mo['img_s']:.1f} img/s, I/O only {d['io_img_s']:.1f} img/s); start-up {single['wall']:.1f} s"))
+        if model == "unet-colorize" and d.get("notebook_marginal_img_s"):
+            nb = d["notebook_marginal_img_s"]
+            figures.append(figure("8", "unet-colorize: `unetcli predict` vs notebook loop, marginal (ceiling: "
+                                       "floor / notebook)", (marginal or 0) / nb, 5.0, "x",
+                                  f"{marginal or 0:.2f} vs {nb:.2f} img/s; ceiling on this CPU "
+                                  f"{floor_img_s / nb:.2f}x"))
+    return figures, details
+
+
+def floor_markdown(meta: dict, details: dict) -> str:
+    """The floor figure as its own Markdown table (``--only floor`` prints and writes this)."""
+    lines = [f"Run {meta['date']}, {meta['cpu_line']}; {meta['n_photos']} photos ({meta['photo_sizes_note']}), "
+             f"load average {meta['loadavg_start'][0]:.2f} at start / {meta['loadavg_end'][0]:.2f} at end"
+             f"{'; QUICK (smoke) run' if meta.get('quick') else ''}.", "",
+             "| model | precision | model only (img/s) | decode + encode only (img/s) | floor (img/s) | model share of "
+             "floor | `predict` marginal (img/s) | **predict / floor** | >= 85 % | start-up, 1 photo (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for model, d in details.items():
+        ratio_ = d["ratio"]
+        lines.append(f"| {model} | {d['precision']} | {d['model_only_img_s']:.2f} | {d['io_img_s']:.2f} | "
+                     f"{d['floor_img_s']:.2f} | {100 * d['model_share_of_floor']:.0f} % | "
+                     f"{d['marginal_img_s'] or 0:.2f} | **{fmt_value(ratio_, '%')}** | "
+                     f"{'-' if ratio_ is None else ('yes' if ratio_ >= FLOOR_TARGET else '**no**')} | "
+                     f"{d['one_photo_wall_s']:.1f} |")
+    colorize = details.get("unet-colorize", {})
+    if colorize.get("notebook_marginal_img_s"):
+        nb = colorize["notebook_marginal_img_s"]
+        lines += ["", f"Notebook loop (unet-colorize, fp32 NCHW, one photo at a time), marginal {nb:.2f} img/s: "
+                      f"`predict` is {(colorize['marginal_img_s'] or 0) / nb:.2f}x it; the ceiling on this CPU "
+                      f"(floor / notebook) is {colorize['floor_img_s'] / nb:.2f}x."]
+    profiled = {m: d["non_model"] for m, d in details.items() if "non_model" in d}
+    if profiled:
+        lines += ["", "Where `predict`'s on-CPU time goes besides the model (py-spy, all threads and workers):", ""]
+        lines += [f"* {m}: {line}" for m, line in profiled.items()]
+    return "\n".join(lines) + "\n"
+
+
+def only_floor(args) -> None:
+    """``--only floor``: figure 8 alone on ``--n-photos`` of ``--photos`` (default 64, quick 16) plus
+    ``--floor-big`` 6000x4000 photos (default 2, quick 0); prints its table (and, with ``--out``, writes the JSON
+    and the table beside it, profiles in ``--profile-dir`` or ``profile-floor/`` beside ``--out``)."""
+    started = time.time()
+    quick = args.quick
+    n_photos = args.n_photos or (16 if quick else 64)
+    big = args.floor_big if args.floor_big is not None else (0 if quick else 2)
+    write = "--out" in sys.argv
+    env = environment()
+    meta = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": env["machine"], "cpu": env["cpu"],
+            "cpu_line": cpu_line(env, args.threads), "threads": args.threads, "quick": quick,
+            "photos": str(args.photos), "loadavg_start": os.getloadavg(), "batch": PREDICT_BATCH, "tile": 512}
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - started:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    log(meta["cpu_line"])
+    runs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="unetcli-bench-") as tmp:
+        tmp = Path(tmp)
+        stage_photos(select_photos(args.photos, n_photos), tmp / "photos")
+        meta["photo_sizes"] = stage_floor_photos(tmp / "photos", tmp / "photos-floor", big)
+        meta["n_photos"] = sum(meta["photo_sizes"].values())
+        meta["photo_sizes_note"] = (f"{n_photos} real, longest side <= 1024" + (
+            f", + {big} of {BIG_PHOTO[0]}x{BIG_PHOTO[1]} upscaled from real ones" if big else ""))
+        profile_dir = None
+        if not args.no_profile:
+            profile_dir = args.profile_dir or (args.out.parent / "profile-floor" if write else tmp / "profile")
+            profile_dir.mkdir(parents=True, exist_ok=True)
+        figures, details = floor_figures(tmp / "photos-floor", tmp, args.threads, env, runs, args.colorize_weights,
+                                         quick, log, profile_dir)
+    meta["loadavg_end"] = os.getloadavg()
+    meta["seconds"] = round(time.time() - started, 1)
+    results = {"meta": meta, "figures": figures, "floor": details, "runs": runs}
+    md = floor_markdown(meta, details)
+    if write:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(md)
+        log(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    print(md)
+
+
 # --------------------------------------------------------------------------------------------------- main
 
 
@@ -427,11 +693,16 @@ def main() -> None:
                                                               "in --quick; compiling takes ~1 min)")
     ap.add_argument("--no-profile", action="store_true", help="skip the profile step")
     ap.add_argument("--profile-dir", type=Path, help="where profiles go (default: profile/ beside --out)")
-    ap.add_argument("--only", choices=["colorize-memory"], help="run one figure alone and print its rows (nothing is "
-                                                                 "written unless --out is given explicitly)")
+    ap.add_argument("--floor-big", type=int, help="6000x4000 photos added to the floor figure's photo set (default 2, "
+                                                  "quick 0)")
+    ap.add_argument("--only", choices=["colorize-memory", "floor"],
+                    help="run one figure alone and print its rows (nothing is written unless --out is given "
+                         "explicitly)")
     args = ap.parse_args()
     if args.only == "colorize-memory":
         return only_colorize_memory(args)
+    if args.only == "floor":
+        return only_floor(args)
     quick = args.quick
     n_photos = args.n_photos or (16 if quick else 64)
     threads = args.threads
@@ -445,7 +716,8 @@ def main() -> None:
     started = time.time()
     env = environment()
     meta = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": env["machine"],
-            "platform": env["platform"], "fast_bf16": env["fast_bf16"], "threads": threads, "quick": quick,
+            "platform": env["platform"], "fast_bf16": env["fast_bf16"], "cpu": env["cpu"],
+            "cpu_line": cpu_line(env, threads), "threads": threads, "quick": quick,
             "n_photos": n_photos,
             "photos": str(args.photos), "loadavg_start": os.getloadavg(), "batch": PREDICT_BATCH}
     runs: dict[str, dict] = {}
@@ -542,6 +814,15 @@ def main() -> None:
         pil = end_to_end("Pillow open + convert('L') + PNG save", "pillow",
                          lambda folder, out, n: part("pillow-gray", threads, photos=str(folder), out=str(out)))
 
+        # -- 8. end to end over the floor (model only + unavoidable I/O), the four models (issue 18)
+        floor_big = args.floor_big if args.floor_big is not None else (0 if quick else 2)
+        floor_meta = {"photo_sizes": stage_floor_photos(photos, tmp / "photos-floor", floor_big)}
+        floor_meta["n_photos"] = sum(floor_meta["photo_sizes"].values())
+        floor_meta["photo_sizes_note"] = (f"{n_photos} real, longest side <= 1024" + (
+            f", + {floor_big} of {BIG_PHOTO[0]}x{BIG_PHOTO[1]} upscaled from real ones" if floor_big else ""))
+        floor_figs, floor = floor_figures(tmp / "photos-floor", tmp, threads, env, runs, args.colorize_weights, quick,
+                                          log)
+
         # -- 7. colorize memory on 6000x4000 photos
         log("colorize memory, 6000x4000 photos")
         big_figures = colorize_memory(tmp, photos, threads, weights, runs)
@@ -598,10 +879,12 @@ def main() -> None:
                               f"{r['wall']:.1f} s vs {pil['wall']:.1f} s for {n_photos} photos; marginal (start-up "
                               f"excluded) {ratio(r['marginal_img_s'], pil['marginal_img_s'])}"))
     figures += big_figures
+    figures += floor_figs
     meta["loadavg_end"] = os.getloadavg()
     meta["seconds"] = round(time.time() - started, 1)
+    meta["floor_photos"] = floor_meta
     results = {"meta": meta, "figures": figures, "runs": runs, "model_only": model, "matmul": [m["result"] for m in mm],
-               "training": train, "profiles": profiles}
+               "training": train, "profiles": profiles, "floor": floor}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     md = markdown(results)

@@ -19,6 +19,9 @@ Parts:
 * ``naive-colorize``: the notebook-style baseline: per photo, PIL open, to tensor, the task's ``prepare``, one
   fp32 NCHW model call, the task's ``finish``, PNG save; no DataLoader, no batching, no threads.
 * ``pillow-gray``: per photo, Pillow open + ``convert("L")`` + PNG save (the floor for colour -> gray).
+* ``floor-model`` / ``floor-io`` (issue 18, the floor): model-only seconds of any registry model through the real
+  ``Predictor`` at the sizes predict runs (working size, or full size on 512-px tiles), and the unavoidable I/O
+  (Pillow decode of each input, PNG encode of each output at predict's settings).
 * ``profile-forward`` / ``profile-predict``: ``torch.profiler`` tables of the model forward and of a whole
   ``unetcli.engine.predict.predict`` run of unet-colorize, written to a file.
 """
@@ -273,6 +276,106 @@ def part_pillow_gray(a: dict) -> dict:
     return {"images": n, "loop_seconds": time.perf_counter() - started}
 
 
+def part_floor_model(a: dict) -> dict:
+    """Model-only seconds of one registry model on the photos ``predict`` would give it (issue 18's floor).
+
+    The real :class:`unetcli.engine.predictor.Predictor` as ``predict`` configures it by default (``precision
+    auto``, ``tile`` 512, batch 8, CPU), on every photo of the folder but the first (``skip`` photos are left out:
+    the end-to-end figure is marginal over the same photos). Decoding (``read_photo``) and the task's ``prepare``
+    run before the clock starts; then :meth:`Predictor.run_inputs` (same-padded-shape batches of ``batch``, photos
+    above ``tile`` on overlapping tiles) runs ``warmup`` untimed passes and ``iters`` timed ones. The figure is the
+    time spent inside :meth:`Predictor.forward` (the network calls: channels_last copy, autocast, fp32 out) in the
+    best pass; the wall time of the whole pass (which adds batch padding, cutting tiles and blending them) is
+    reported beside it.
+
+    A ``warmup`` pass runs one photo of each padded shape that is not tiled, alone, and the tiles of a 1024 x 1024
+    crop of the first tiled photo (a whole pass over two 6000 x 4000 photos costs minutes on one core for
+    unet-decolorize). Measured on 63 photos of 13 padded shapes, unet-decolorize bf16, one thread: a cold pass
+    took 21.3 s of forward, a second one 21.5 s, so oneDNN's per-shape set-up is not what the floor hinges on.
+    """
+    import torch
+
+    from unetcli.engine.predictor import Predictor
+    from unetcli.imageio import read_photo
+
+    pred = Predictor.configure(a["model"], weights=a.get("weights"), device="cpu", precision="auto",
+                               tile=a.get("tile", 512), batch_size=a.get("batch", 8)).load()
+    paths = photo_paths(a["photos"])[a.get("skip", 1):]
+    inputs = [pred.task.prepare(read_photo(p))[0] for p in paths]  # contexts (full-size gray ...) dropped
+    forward = pred.forward
+    spent = [0.0]
+
+    def timed_forward(x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        try:
+            return forward(x)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    pred.forward = timed_forward  # forward_same_padded and forward_tiled look it up on the instance
+    tiled = [x for x in inputs if pred.needs_tiling(x)]
+    for _ in range(a.get("warmup", 1)):
+        one_per_shape = {pred.padded_shape(x): x for x in inputs if not pred.needs_tiling(x)}
+        pred.run_inputs(list(one_per_shape.values()))
+        if tiled:
+            pred.forward_tiled(tiled[0][:, :1024, :1024].contiguous(), max(pred.tile, 16), pred.batch_size)
+    passes = []
+    for _ in range(a.get("iters", 1)):
+        spent[0] = 0.0
+        t0 = time.perf_counter()
+        pred.run_inputs(inputs)
+        passes.append({"forward_s": spent[0], "pass_s": time.perf_counter() - t0})
+    best = min(passes, key=lambda p: p["forward_s"])
+    shapes = {tuple(pred.padded_shape(x)) for x in inputs if not pred.needs_tiling(x)}
+    return {"model": pred.spec.name, "precision": pred.precision, "tile": pred.tile, "batch": pred.batch_size,
+            "threads": torch.get_num_threads(), "images": len(inputs), "tiled_images": len(tiled),
+            "padded_shapes": len(shapes), "input_shapes": sorted({tuple(x.shape) for x in inputs})[:3],
+            "forward_s": best["forward_s"], "pass_s": best["pass_s"], "passes": passes,
+            "img_s": len(inputs) / best["forward_s"] if best["forward_s"] > 0 else None}
+
+
+def part_floor_io(a: dict) -> dict:
+    """The I/O no ``predict`` run can avoid, per photo: Pillow decode of the input at full size (``Image.open`` +
+    ``load``) and encode of the output ``predict`` wrote for it (re-read from ``out``, untimed), at full size, in
+    predict's default format and settings (PNG with :data:`unetcli.imageio.SAVE_OPTIONS`, to a file in ``tmp``).
+
+    Every photo of the folder but the first ``skip``; ``iters`` passes, the best total counts. Output files are
+    found by predict's naming for a folder (input stem + ``.png``; ``stem_ext.png`` where two inputs share a stem).
+    """
+    from PIL import Image
+
+    from unetcli.imageio import SAVE_OPTIONS
+
+    paths = photo_paths(a["photos"])[a.get("skip", 1):]
+    out, tmp = Path(a["out"]), Path(a["tmp"])
+    tmp.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for p in paths:
+        found = [out / f"{p.stem}.png", out / f"{p.stem}_{p.suffix.lstrip('.').lower()}.png"]
+        src = next((f for f in found if f.is_file()), None)
+        if src is None:
+            raise SystemExit(f"no output of {p.name} in {out}")
+        with Image.open(src) as im:
+            im.load()
+            outputs.append(im.copy())
+    options = SAVE_OPTIONS.get("PNG", {})
+    passes = []
+    for _ in range(a.get("iters", 2)):
+        decode = encode = 0.0
+        for p, im in zip(paths, outputs):
+            t0 = time.perf_counter()
+            with Image.open(p) as src:
+                src.load()
+            t1 = time.perf_counter()
+            im.save(tmp / "out.png", format="PNG", **options)
+            encode += time.perf_counter() - t1
+            decode += t1 - t0
+        passes.append({"decode_s": decode, "encode_s": encode})
+    best = min(passes, key=lambda p: p["decode_s"] + p["encode_s"])
+    return {"images": len(paths), "output_modes": sorted({im.mode for im in outputs}), "png_options": options,
+            "decode_s": best["decode_s"], "encode_s": best["encode_s"], "passes": passes}
+
+
 def _profile_table(prof, path: Path, title: str, rows: int) -> list[dict]:
     """Write the profiler's top ops (by self CPU time) to ``path``; return them as dicts."""
     events = prof.key_averages()
@@ -342,12 +445,14 @@ PARTS = {
     "train": part_train,
     "naive-colorize": part_naive_colorize,
     "pillow-gray": part_pillow_gray,
+    "floor-model": part_floor_model,
+    "floor-io": part_floor_io,
     "profile-forward": part_profile_forward,
     "profile-predict": part_profile_predict,
 }
 
 #: Parts that do not need torch (so they do not pay for importing it).
-NO_TORCH = {"pillow-gray"}
+NO_TORCH = {"pillow-gray", "floor-io"}
 
 
 def main() -> None:
