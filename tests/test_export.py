@@ -301,7 +301,7 @@ def test_missing_optional_packages_name_the_extra(missing, weights, tmp_path, mo
 def test_predict_with_onnx_needs_onnxruntime_and_the_right_model(exported, photos, tmp_path, monkeypatch):
     path, _ = exported("simple-black", "onnx")
     r = runner.invoke(app, ["predict", str(photos), str(tmp_path / "o"), "-m", "unet-seg", "-w", str(path)])
-    assert r.exit_code == 2 and "these weights are for simple-black, not unet-seg" in r.stderr
+    assert r.exit_code == 2 and "this export is of simple-black, not unet-seg" in r.stderr
     r = runner.invoke(app, ["predict", str(photos), str(tmp_path / "o"), "-m", "simple-black", "-w", str(path),
                             "--precision", "bf16"])
     assert r.exit_code == 2 and "exported models run in fp32" in r.stderr

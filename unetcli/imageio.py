@@ -305,8 +305,8 @@ def image_format_for(ext: str) -> str:
         UsageError: Pillow cannot write that extension.
     """
     ext = ext if ext.startswith(".") else "." + ext
-    fmt = Image.registered_extensions().get(ext.lower())
-    if fmt is None or fmt not in Image.SAVE:
+    fmt = writable_format(ext)
+    if fmt is None:
         raise UsageError(f"--ext {ext}: Pillow cannot write this format; use .png, .jpg, .webp or .tif")
     return fmt
 

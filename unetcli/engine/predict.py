@@ -200,32 +200,30 @@ def refuse_inputs_as_outputs(opts: PredictOptions, plan: list[tuple[Path, Path]]
                              f"INPUT, or a --suffix that gives outputs names no input has")
 
 
-def made_by(predictor: Predictor, opts: PredictOptions, fmt: str) -> dict:
-    """What makes an output's pixels, recorded with it (:class:`~unetcli.imageio.OutputLog`): the model, the
-    weights' sha256 and the options that change pixels or bytes (format, precision, tiling, working size, task
-    options, and ``quality`` when it is given and ``fmt`` takes it: absent otherwise, so the records of runs
-    without it are what they were). ``--ext auto`` is recorded as the format each output was written in.
-    Device, batch size, workers and ``--compile`` are left out: they change speed, not the result."""
+def quality_for(opts: PredictOptions, fmt: str) -> int | None:
+    """``--quality`` for an output written as ``fmt`` (JPEG, WebP, AVIF take one), else None."""
+    return opts.quality if fmt in QUALITY_FORMATS else None
+
+
+def made_by(predictor: Predictor, opts: PredictOptions, formats: set[str]) -> dict[str, dict]:
+    """What makes an output's pixels, recorded with it (:class:`~unetcli.imageio.OutputLog`), for each output
+    format of the run (``--ext auto`` writes several; the weights are hashed once): the model, the weights' sha256
+    and the options that change pixels or bytes (format, precision, tiling, working size, task options, and
+    ``quality`` when it is given and the format takes it: absent otherwise, so the records of runs without it are
+    what they were). Device, batch size, workers and ``--compile`` are left out: they change speed, not the
+    result."""
     spec, task = predictor.spec, predictor.task
     weights = Path(opts.weights) if opts.weights else shipped_weights(spec)
-    options = {"format": fmt, "precision": predictor.precision, "tile": predictor.tile,
-               "size": None if spec.full_resolution else task.size}
-    options.update({k: getattr(task, k, None) for k in task_class(spec).options})
-    if opts.quality is not None and fmt in QUALITY_FORMATS:
-        options["quality"] = opts.quality
-    return {"model": spec.name, "weights_sha256": sha256_file(weights) if weights else None, "options": options}
-
-
-def made_by_format(predictor: Predictor, opts: PredictOptions, formats: set[str]) -> dict[str, dict]:
-    """:func:`made_by` for each output format of a run (one with ``--ext auto`` writes several), hashing the
-    weights once."""
-    first = made_by(predictor, opts, min(formats))
+    digest = sha256_file(weights) if weights else None
+    common = {"precision": predictor.precision, "tile": predictor.tile,
+              "size": None if spec.full_resolution else task.size}
+    common.update({k: getattr(task, k, None) for k in task_class(spec).options})
     made = {}
     for fmt in formats:
-        options = {k: v for k, v in first["options"].items() if k != "quality"} | {"format": fmt}
-        if opts.quality is not None and fmt in QUALITY_FORMATS:
-            options["quality"] = opts.quality
-        made[fmt] = {**first, "options": options}
+        options = {"format": fmt, **common}
+        if (quality := quality_for(opts, fmt)) is not None:
+            options["quality"] = quality
+        made[fmt] = {"model": spec.name, "weights_sha256": digest, "options": options}
     return made
 
 
@@ -352,7 +350,7 @@ def predict(opts: PredictOptions, on_result: Callable[[FileResult], None] | None
         notes = {dst: [note] for src, dst in plan if (note := auto_output_ext(src, mode)[1])}
     ensure_writable_folder(out_dir, "output folder")
     predictor.load()  # PyTorch weights, or an .onnx / TorchScript export
-    made = made_by_format(predictor, opts, set(formats.values()))
+    made = made_by(predictor, opts, set(formats.values()))
 
     summary = PredictSummary(device=str(predictor.device), precision=predictor.precision)
     source = Path(opts.source)
@@ -404,9 +402,10 @@ def _whole_plan(opts: PredictOptions, out_file: Path | None, log: OutputLog, mod
 def with_model(opts: PredictOptions) -> PredictOptions:
     """``opts`` with its model settled: ``--model`` as given, or else the model the ``--weights`` file records
     (:func:`unetcli.api.model_of_weights`: a ``.safetensors`` file's model card or header, a training checkpoint's
-    options, an export's metadata). Given both, they must agree: checked here for checkpoints and exports, by the
-    loader for ``.safetensors`` (its card: "these weights are for X, not Y"; a copy without its card: the tensors
-    must fit the architecture).
+    options, an export's metadata). Given both, they must agree: checked here for training checkpoints (the loader
+    does not read their options), by the loader for the rest (a ``.safetensors`` card: "these weights are for X,
+    not Y", a copy without its card: the tensors must fit the architecture; an export's metadata: "this export is
+    of X, not Y"), so an export is not opened twice.
 
     Raises:
         UsageError: no model and no weights; an unknown model; ``--model`` naming another model than the file.
@@ -424,8 +423,8 @@ def with_model(opts: PredictOptions) -> PredictOptions:
         get_spec(name)
         return dataclasses.replace(opts, model=name)
     spec = get_spec(opts.model)
-    if Path(opts.weights).suffix == ".safetensors":
-        return opts  # the loader checks its model card, then the architecture (a card-less copy: the tensors)
+    if Path(opts.weights).suffix != ".pt":
+        return opts  # the loader checks a card or an export's metadata itself
     try:
         recorded = model_of_weights(opts.weights)
     except (UsageError, WeightsError):
@@ -764,8 +763,8 @@ class _BatchRunner:
         fmt = self.formats[dst]
         image, notes = fit_for_format(self.task.finish(output, ctx), fmt)
         params, more = carried_metadata(metadata, image, fmt, self.colours)
-        if self.opts.quality is not None and fmt in QUALITY_FORMATS:
-            params["quality"] = self.opts.quality
+        if (quality := quality_for(self.opts, fmt)) is not None:
+            params["quality"] = quality
         made = None if self.made is None else self.made[fmt]
         record = None if self.log is None else (lambda tmp: self.log.record(dst, tmp, made))
         save_atomic(image, dst, fmt, before_replace=record, params=params)
