@@ -40,7 +40,8 @@ Figures (target in brackets):
    encode (``SAVE_OPTIONS``) of the output predict wrote [>= 85 %]; the notebook-loop ratio for colorize beside
    it (ceiling floor / notebook). Photo set: the run's photos plus ``--floor-big`` 6000x4000 ones (figure 7's
    kind; default 2, quick 0). ``--only floor`` runs it alone (with a py-spy line per model unless
-   ``--no-profile``) and prints the CPU (AMX / AVX512-BF16) and thread count.
+   ``--no-profile``) and prints the CPU (AMX / AVX512-BF16) and thread count; ``--floor-models`` picks some of
+   the four.
 
 The profile step writes ``torch.profiler`` top-op tables of the model forward and of an in-process predict, and,
 where ``py-spy`` is installed (``pip install -c constraints.txt '.[bench]'``), a sampled profile of the real
@@ -255,11 +256,18 @@ def py_spy() -> str | None:
 IDLE_LEAVES = ("Condition.wait (", "Event.wait (", "_worker (concurrent/futures/thread.py", "SocketListener.accept (",
                "socket.accept (", "_PollLikeSelector.select (")
 IDLE_STAGE = "idle: blocked in a wait (py-spy still samples it)"
+#: The command's main thread with no Python frame left, or in ``torch.library`` teardown: the interpreter exiting
+#: (about 1 s of C++ destructors after ``import torch`` alone on this machine). A fixed cost per command, like
+#: start-up, left out of the shares that :func:`non_model_line` reports.
+EXIT_STAGE = "shut-down: interpreter exit (torch teardown)"
 
 
-def classify_sample(pid: int, root_pid: int, funcs: list[str]) -> tuple[str, str]:
-    """(process/thread role, stage of a predict run) of one sampled stack (``funcs``: root frame first)."""
+def classify_sample(pid: int, root_pid: int, funcs: list[str], main_thread: bool = False) -> tuple[str, str]:
+    """(process/thread role, stage of a predict run) of one sampled stack (``funcs``: root frame first;
+    ``main_thread``: the sample is of a process's main thread)."""
     has = lambda *names: any(n in f for f in funcs for n in names)  # noqa: E731
+    if pid == root_pid and main_thread and (not funcs or has("_del_library (")):
+        return "main process: main thread", EXIT_STAGE
     idle = bool(funcs) and funcs[-1].startswith(IDLE_LEAVES)
     role, stage = _classify_busy(pid, root_pid, funcs, has)
     return role, IDLE_STAGE if idle else stage
@@ -281,7 +289,7 @@ def _classify_busy(pid: int, root_pid: int, funcs: list[str], has) -> tuple[str,
         stage = ("start-up: imports, weights, set-up" if has("_find_and_load", "load_backend", "load_model",
                                                              "load_state", "collect_inputs") else
                  "main: model forward (torch)" if has("Predictor.forward (", "_call_impl") else
-                 "main: tiling (cut tiles, blend)" if has("predict_tiled") else
+                 "main: tiling (cut tiles, blend; bands of rows)" if has("predict_tiled", "predict_rows") else
                  "main: batch padding / stacking" if has("forward_same_padded") else
                  "main: read_metadata (EXIF, ICC)" if has("read_metadata") else
                  "main: DataLoader receive (unpickling)" if has("dataloader.py", "multiprocessing") else
@@ -308,13 +316,14 @@ def summarise_py_spy(raw: Path, rows: int = 25) -> tuple[str, dict]:
         if not stack or not count.isdigit() or not pids:
             continue
         funcs = [f for f in frames if not f.startswith(("thread", "process "))]
-        samples.append((pids[-1], funcs, int(count)))
-    root_pid = min((pid for pid, _, _ in samples), default=0)
+        main_thread = any(f.startswith("thread") and f.endswith(": MainThread") for f in frames)
+        samples.append((pids[-1], funcs, int(count), main_thread))
+    root_pid = min((pid for pid, *_ in samples), default=0)
     by_role: collections.Counter = collections.Counter()
     by_stage: collections.Counter = collections.Counter()
     by_leaf: collections.Counter = collections.Counter()
-    for pid, funcs, n in samples:
-        role, stage = classify_sample(pid, root_pid, funcs)
+    for pid, funcs, n, main_thread in samples:
+        role, stage = classify_sample(pid, root_pid, funcs, main_thread)
         by_role[role] += n
         by_stage[stage] += n
         by_leaf[re.sub(r":\d+\)$", ")", funcs[-1]) if funcs else "?"] += n
@@ -439,7 +448,7 @@ def colorize_memory(tmp: Path, photos: Path, threads: int, weights: Path, runs: 
         peaks[name] = r
         label = {"small": f"one {source.name} photo", "one": "one 6000x4000 photo",
                  "four": "four 6000x4000 photos", "four-workers": "four 6000x4000 photos, --workers 2"}[name]
-        runs[f"unetcli predict --model colorize, {label}"] = _keep(
+        runs[f"unetcli predict --model unet-colorize, {label}"] = _keep(
             r, f"{n / r['wall']:.2f} img/s")
     base = peaks["small"]["maxrss_mb"]
     one, four = peaks["one"]["maxrss_mb"] - base, (peaks["four"]["maxrss_mb"] - base) / 4
@@ -455,8 +464,8 @@ def colorize_memory(tmp: Path, photos: Path, threads: int, weights: Path, runs: 
 
 # --------------------------------------------------------------------------------------------------- floor (issue 18)
 
-#: The four seed models of the floor figure, in the order they run.
-FLOOR_MODELS = ("simple-black", "unet-decolorize", "unet-colorize", "unet-seg")
+#: The models of the floor figure, in the order they run: the four seed models and the default colorizer.
+FLOOR_MODELS = ("simple-black", "unet-decolorize", "unet-colorize", "unet-colorize-mobilenetv2", "unet-seg")
 #: Issue 18's target: ``unetcli predict`` marginal images/s over the floor.
 FLOOR_TARGET = 0.85
 
@@ -521,29 +530,31 @@ def non_model_line(profile: dict, rows: int = 4) -> str:
     if "by_stage_pct" not in profile:
         return profile.get("skipped", "no profile")
     stages = dict(profile["by_stage_pct"])
-    startup = stages.pop("start-up: imports, weights, set-up", 0.0)
+    startup = stages.pop("start-up: imports, weights, set-up", 0.0) + stages.pop(EXIT_STAGE, 0.0)
     idle = stages.pop(IDLE_STAGE, 0.0)
-    # shares of the busy samples after start-up (what the marginal rate sees)
+    # shares of the busy samples after start-up, before shut-down (what the marginal rate sees)
     scale = 100.0 / max(100.0 - startup - idle, 1e-9)
     forward = stages.pop("main: model forward (torch)", 0.0) * scale
     return (f"model forward {forward:.0f} % of the busy samples after start-up (of all samples {startup:.0f} % "
-            f"start-up, {idle:.0f} % waits); besides it: "
+            f"start-up and shut-down, {idle:.0f} % waits); besides it: "
             + ", ".join(f"{k} {v * scale:.0f} %" for k, v in list(stages.items())[:rows]))
 
 
 def floor_figures(photos: Path, tmp: Path, threads: int, env: dict, runs: dict, colorize_weights: Path | None,
-                  quick: bool, log, profile_dir: Path | None = None) -> tuple[list[dict], dict]:
+                  quick: bool, log, profile_dir: Path | None = None,
+                  models: tuple[str, ...] = FLOOR_MODELS) -> tuple[list[dict], dict]:
     """Figure 8 (issue 18): for each of :data:`FLOOR_MODELS`, ``unetcli predict`` marginal images/s over the
     floor = (n - 1) / (model-only seconds + unavoidable I/O seconds) on the same n - 1 photos, all measured in this
     run with ``threads`` threads; for unet-colorize also the notebook loop (its marginal rate, the ratio of
     predict to it, and the ceiling floor / notebook). With ``profile_dir``, each model's predict run is sampled by
-    py-spy once more and one line says where its non-model time goes.
+    py-spy once more and one line says where its non-model time goes. ``models``: a subset of
+    :data:`FLOOR_MODELS` (``--floor-models``).
 
     Returns (figures, details per model for the results file and the floor table).
     """
     figures, details = [], {}
     n = len([p for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES])
-    for model in FLOOR_MODELS:
+    for model in models:
         weights = floor_weights(model, env, tmp, colorize_weights)
         slug = f"floor-{model}"
         log(f"floor, {model}: unetcli predict (first photo alone, then all {n})")
@@ -658,7 +669,7 @@ def only_floor(args) -> None:
             profile_dir = args.profile_dir or (args.out.parent / "profile-floor" if write else tmp / "profile")
             profile_dir.mkdir(parents=True, exist_ok=True)
         figures, details = floor_figures(tmp / "photos-floor", tmp, args.threads, env, runs, args.colorize_weights,
-                                         quick, log, profile_dir)
+                                         quick, log, profile_dir, tuple(args.floor_models))
     meta["loadavg_end"] = os.getloadavg()
     meta["seconds"] = round(time.time() - started, 1)
     results = {"meta": meta, "figures": figures, "floor": details, "runs": runs}
@@ -695,6 +706,8 @@ def main() -> None:
     ap.add_argument("--profile-dir", type=Path, help="where profiles go (default: profile/ beside --out)")
     ap.add_argument("--floor-big", type=int, help="6000x4000 photos added to the floor figure's photo set (default 2, "
                                                   "quick 0)")
+    ap.add_argument("--floor-models", nargs="+", choices=FLOOR_MODELS, default=list(FLOOR_MODELS), metavar="MODEL",
+                    help="the models of the floor figure (default: all four: %(choices)s)")
     ap.add_argument("--only", choices=["colorize-memory", "floor"],
                     help="run one figure alone and print its rows (nothing is written unless --out is given "
                          "explicitly)")
@@ -794,8 +807,8 @@ def main() -> None:
                                 line_steady_img_s=steady_rate(full["line_times"], PREDICT_BATCH))
             return full
 
-        log("unetcli predict --model colorize")
-        e2e = end_to_end("unetcli predict --model colorize", "colorize",
+        log("unetcli predict --model unet-colorize")
+        e2e = end_to_end("unetcli predict --model unet-colorize", "colorize",
                          lambda folder, out, n: run_predict("unet-colorize", folder, out, threads, n, weights))
         log("naive notebook-style colorize loop")
         naive = end_to_end("naive loop, colorize (fp32 NCHW, one photo at a time)", "naive",
@@ -821,7 +834,7 @@ def main() -> None:
         floor_meta["photo_sizes_note"] = (f"{n_photos} real, longest side <= 1024" + (
             f", + {floor_big} of {BIG_PHOTO[0]}x{BIG_PHOTO[1]} upscaled from real ones" if floor_big else ""))
         floor_figs, floor = floor_figures(tmp / "photos-floor", tmp, threads, env, runs, args.colorize_weights, quick,
-                                          log)
+                                          log, models=tuple(args.floor_models))
 
         # -- 7. colorize memory on 6000x4000 photos
         log("colorize memory, 6000x4000 photos")

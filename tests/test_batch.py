@@ -40,8 +40,9 @@ from skimage.metrics import peak_signal_noise_ratio
 from conftest import DATA, SKIMAGE_PHOTOS, run_cli, skimage_photo
 from unetcli.engine.model import load_model
 from unetcli.engine.predict import take_shard
+from unetcli.engine.predictor import Predictor
 from unetcli.engine.tiling import feather_weights, predict_tiled, tile_starts
-from unetcli.imageio import read_photo
+from unetcli.imageio import read_photo, to_uint8
 from unetcli.models.registry import get_spec
 from unetcli.weights import shipped_weights
 
@@ -575,6 +576,53 @@ def test_unet_tiled_output_matches_untiled_within_1_in_255(tmp_path):
         blended = predict_tiled(lambda t: model(t), x, 128, 64, 16)
     assert (seams - whole).abs().max() > 3 / 255
     assert (blended - whole).abs().max() <= 1 / 255
+
+
+@pytest.fixture(scope="module")
+def one_size_modes(tmp_path_factory) -> Path:
+    """route66.jpg (384 x 288) as an RGB JPEG, an 8-bit gray JPEG, an RGBA PNG and a 16-bit gray PNG (read as
+    float32, the others as uint8: predict batches them together, one padded shape), plus a 700 x 500 JPEG."""
+    folder = tmp_path_factory.mktemp("one-size-modes")
+    photo = Image.open(PHOTOS / "route66.jpg").convert("RGB")
+    photo.save(folder / "a_rgb.jpg", quality=95)
+    Image.fromarray(np.asarray(photo.convert("L"), np.uint16) * 257).save(folder / "a_gray16.png")
+    photo.convert("L").save(folder / "gray.jpg", quality=95)
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 384).astype(np.uint8), (288, 1))))
+    rgba.save(folder / "rgba.png")
+    Image.open(PHOTOS / "erase_red_panda.jpg").convert("RGB").resize((700, 500)).save(folder / "wide.jpg")
+    return folder
+
+
+def _float32_pipeline(model: str, path: Path, tile: int, batch_size: int) -> np.ndarray:
+    """The 8-bit gray output of ``model`` as ``predict`` computed it before inputs travelled as uint8: the photo as
+    float32 (3, H, W) in [0, 1], one forward pass (alone), or overlapping tiles cut from the float32 photo
+    (:func:`predict_tiled`) when a side is above the tile."""
+    pred = Predictor.configure(model, tile=tile, batch_size=batch_size).load()
+    x = torch.from_numpy(read_photo(path).rgb).permute(2, 0, 1).contiguous()
+    with torch.inference_mode():
+        y = (predict_tiled(pred.forward, x, tile, pred.overlap, pred.divisor, batch_size) if pred.needs_tiling(x)
+             else pred.forward(x[None])[0])
+    return to_uint8(y[0].numpy())
+
+
+@pytest.mark.parametrize("model,tile,batch,names", [
+    ("simple-black", 512, 8, None),                   # the four 384x288 photos in one batch, the 700x500 on bands
+    ("simple-black", 64, 2, None),                    # every photo on bands of 64 x 64 x 2 pixels
+    ("unet-decolorize", 128, 8, ["a_rgb", "a_gray16"]),  # overlapping tiles cut from uint8 / float32 inputs
+])
+def test_gray_outputs_equal_the_float32_pipeline_byte_for_byte(one_size_modes, tmp_path, model, tile, batch, names):
+    """Inputs travel from the decoding workers as uint8 and per-pixel models run on bands of rows instead of
+    tiles: not one output value may change (the reference is the float32 pipeline these replaced)."""
+    source = one_size_modes if names is None else str(one_size_modes / "a_*")
+    r = run_cli("predict", "-m", model, "--tile", tile, "--batch-size", batch, source, tmp_path)
+    assert r.returncode == 0, r.stderr
+    photos = sorted(p for p in one_size_modes.iterdir() if names is None or p.stem in names)
+    assert len(_outputs(tmp_path)) == len(photos)
+    for photo in photos:
+        out = Image.open(tmp_path / f"{photo.stem}.png")
+        gray = np.asarray(out.getchannel("L") if out.mode == "LA" else out)
+        np.testing.assert_array_equal(gray, _float32_pipeline(model, photo, tile, batch), err_msg=photo.name)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ def test_models_json_lists_registry_with_params_and_weights():
     rows = {row["name"]: row for row in json.loads(r.stdout)}
     assert {n: rows[n]["params"] for n in rows} == {"unet-colorize": 31_042_499, "unet-decolorize": 1_944_049,
                                                     "unet-seg": 31_043_521, "simple-black": 12,
-                                                    "unet-seg-mobilenetv2": 6_628_945}
+                                                    "unet-seg-mobilenetv2": 6_628_945,
+                                                    "unet-colorize-mobilenetv2": 6_629_090}
     assert rows["simple-black"]["weights"].endswith("simple-black.safetensors")
+    assert rows["unet-colorize-mobilenetv2"]["aliases"] == ["colorize"] and rows["unet-colorize"]["aliases"] == []
 
 
 def test_models_table():

@@ -123,3 +123,49 @@ def test_symlink_loop_is_not_followed_forever(tmp_path, coffee):
     os.symlink(tmp_path / "d", tmp_path / "d" / "loop")
     found = [str(r) for _, r in collect_inputs(str(tmp_path), recursive=True)]
     assert found == ["d/x.png"]
+
+
+def test_eight_bit_photos_keep_their_values_and_rgb_is_them_over_255(tmp_path, coffee):
+    coffee.save(tmp_path / "c.png")
+    coffee.convert("L").save(tmp_path / "g.png")
+    Image.fromarray(np.asarray(coffee.convert("L"), np.uint16) * 257).save(tmp_path / "g16.png")
+    p, g, g16 = (read_photo(tmp_path / n) for n in ("c.png", "g.png", "g16.png"))
+    np.testing.assert_array_equal(p.rgb8, np.asarray(coffee))
+    np.testing.assert_array_equal(p.rgb, np.asarray(coffee).astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(g.rgb8, np.repeat(np.asarray(coffee.convert("L"))[:, :, None], 3, axis=2))
+    assert g16.rgb8 is None and g16.rgb.dtype == np.float32  # 16 bits: float only, full precision
+    np.testing.assert_array_equal(g16.as_uint8(), g.rgb8)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_reduce_to_decodes_a_jpeg_at_the_smallest_scale_covering_the_size_asked(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # 6: stored sideways (turned 90 degrees on display)
+    Image.fromarray(skimage_photo("astronaut")).resize((480, 320)).save(tmp_path / "a.jpg", quality=95, exif=exif)
+    shown = (480, 320) if orientation == 1 else (320, 480)
+    asked = []
+
+    def wanted(size):
+        asked.append(size)
+        return size[0] // 4 - 5, size[1] // 4 - 5
+
+    full = read_photo(tmp_path / "a.jpg")
+    small = read_photo(tmp_path / "a.jpg", reduce_to=wanted)
+    assert asked == [shown] and full.size == small.size == shown and small.full_size == shown
+    # 1/4 of each side is the smallest libjpeg scale with both sides as large as asked (1/8 is too small)
+    assert small.pixels_size == (shown[0] // 4, shown[1] // 4) and small.rgb8.shape == (shown[1] // 4, shown[0] // 4, 3)
+    # the same picture, upright: close to the full decode scaled down by 4
+    ref = np.asarray(Image.fromarray(full.rgb8).reduce(4), np.float32)
+    assert np.abs(small.rgb8.astype(np.float32) - ref).mean() < 4
+    again = small.at_full_size()
+    assert again.full_size is None and again.size == shown
+    np.testing.assert_array_equal(again.rgb8, full.rgb8)
+    assert full.at_full_size() is full
+
+
+def test_reduce_to_decodes_other_formats_and_small_jpegs_in_full(tmp_path, coffee):
+    coffee.save(tmp_path / "c.png")
+    coffee.save(tmp_path / "c.jpg")
+    for name, asked in (("c.png", (10, 10)), ("c.jpg", (40, 30)), ("c.jpg", None)):  # 60x40: 40x30 needs all
+        p = read_photo(tmp_path / name, reduce_to=lambda size, a=asked: a)
+        assert p.full_size is None and p.pixels_size == p.size == (60, 40), name

@@ -13,25 +13,34 @@ from unetcli.errors import UsageError
 from unetcli.imageio import read_photo
 from unetcli.models import create_model, get_spec, list_models
 from unetcli.tasks import make_task
+from unetcli.weights import shipped_weights
 
 # The issue's table: PyTorch trainable parameters as torchinfo reports them (seed 001's summary for colorize).
 EXPECTED_PARAMS = {"unet-colorize": 31_042_499, "unet-decolorize": 1_944_049, "unet-seg": 31_043_521,
                    "simple-black": 12,
                    # smp Unet(encoder_name="mobilenet_v2", decoder_channels=(256, 128, 64, 32, 16), classes=1)
-                   "unet-seg-mobilenetv2": 6_628_945}
+                   "unet-seg-mobilenetv2": 6_628_945,
+                   # the same body on a gray input with a 2-channel (a/b) head
+                   "unet-colorize-mobilenetv2": 6_629_090}
 EXPECTED_IO = {"unet-colorize": (1, 3), "unet-decolorize": (3, 1), "unet-seg": (3, 1), "simple-black": (3, 1),
-               "unet-seg-mobilenetv2": (3, 1)}
+               "unet-seg-mobilenetv2": (3, 1), "unet-colorize-mobilenetv2": (1, 2)}
 
 
 def test_registry_lists_the_four_seed_models_and_the_pretrained_encoder_ones():
     assert set(list_models()) >= {"unet-colorize", "unet-decolorize", "unet-seg", "simple-black"}
-    assert list_models("unet-*") == ["unet-colorize", "unet-decolorize", "unet-seg", "unet-seg-mobilenetv2"]
+    assert list_models("unet-*") == ["unet-colorize", "unet-colorize-mobilenetv2", "unet-decolorize", "unet-seg",
+                                     "unet-seg-mobilenetv2"]
 
 
-@pytest.mark.parametrize("alias,name", [("colorize", "unet-colorize"), ("decolorize", "unet-decolorize"),
+@pytest.mark.parametrize("alias,name", [("colorize", "unet-colorize-mobilenetv2"), ("decolorize", "unet-decolorize"),
                                         ("seg", "unet-seg"), ("simple-black", "simple-black")])
 def test_aliases_resolve(alias, name):
     assert get_spec(alias).name == name
+
+
+def test_the_colorize_alias_is_a_colorizer_that_ships_weights():
+    # "colorize" names the best colorizer the project ships (issue 16): it must have weights to run on.
+    assert get_spec("colorize").task.startswith("colorize") and shipped_weights(get_spec("colorize")) is not None
 
 
 def test_unknown_name_lists_valid_names():

@@ -157,7 +157,7 @@ def test_segmentation_mask_has_the_input_size(photo_folder, tmp_path, random_wei
 
 def test_colorize_keeps_size_and_luminance(photo_folder, tmp_path, random_weights):
     out = tmp_path / "out"
-    r = run_cli("predict", "-m", "colorize", "--weights", random_weights("unet-colorize"), "--size", "64",
+    r = run_cli("predict", "-m", "unet-colorize", "--weights", random_weights("unet-colorize"), "--size", "64",
                 photo_folder / "chelsea gray.png", out)
     assert r.returncode == 0, r.stderr
     colour = Image.open(out / "chelsea gray.png")

@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from unetcli.errors import InputError, UsageError
-from unetcli.imageio import collect_inputs, is_image_name, read_photo, to_uint8
+from unetcli.imageio import collect_inputs, is_image_name, read_photo
 from unetcli.tasks.base import Task, longest_side_size
 
 
@@ -32,9 +32,10 @@ class PredictDataset(Dataset):
     A file that cannot be used does not raise: its sample carries ``error`` (the reason) and ``input=None``,
     so one bad file never stops the batch.
 
-    Sample dict: ``index`` (int), ``input`` ((C_in, h, w) float32 in [0, 1] or None), ``ctx`` (task context
-    for ``Task.finish``), ``notes`` (list of str), ``error`` (str or None), ``seconds`` (float, time spent
-    decoding and preparing).
+    Sample dict: ``index`` (int), ``input`` ((C_in, h, w) float32 in [0, 1], or uint8 holding 255 x that:
+    ``Task.prepare_compact``; None after an error), ``ctx`` (task context for ``Task.finish``), ``notes`` (list of
+    str), ``error`` (str or None), ``seconds`` (float, time spent decoding and preparing). Photos are decoded at the
+    reduced scale the task allows (``Task.reduced_size``).
 
     Args:
         paths: the files.
@@ -74,8 +75,8 @@ class PredictDataset(Dataset):
         started = time.perf_counter()
         sample = {"index": index, "input": None, "ctx": None, "notes": [], "error": None, "seconds": 0.0}
         try:
-            photo = read_photo(self.paths[index])
-            sample["input"], sample["ctx"] = self.task.prepare(photo)
+            photo = read_photo(self.paths[index], reduce_to=self.task.reduced_size)
+            sample["input"], sample["ctx"] = self.task.prepare_compact(photo)
             sample["notes"] = photo.notes
         except InputError as exc:
             sample["error"] = str(exc)
@@ -102,7 +103,7 @@ def load_training_photos(folder: Path, warn=None) -> tuple[list[Path], list[np.n
     paths, photos = [], []
     for path, _ in collect_inputs(str(folder), recursive=True):
         try:
-            photos.append(to_uint8(read_photo(path).rgb))
+            photos.append(read_photo(path).as_uint8())
             paths.append(path)
         except InputError as exc:
             if warn is not None:
@@ -241,7 +242,7 @@ def load_segmentation_pairs(folder: Path, num_classes: int) -> tuple[list[Path],
     paths, images, labels = [], [], []
     for path, mask_path in pairs:
         try:
-            rgb = to_uint8(read_photo(path).rgb)
+            rgb = read_photo(path).as_uint8()
         except InputError as exc:
             problems.append(f"{path}: {exc}")
             continue

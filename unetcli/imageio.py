@@ -33,30 +33,71 @@ _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 
 
-@dataclass
 class Photo:
     """One decoded input image.
 
     Attributes:
         rgb: (H, W, 3) float32 sRGB in [0, 1], EXIF orientation applied. Gray inputs are replicated to 3
-            channels; 16-bit inputs keep their full precision (divided by 65535).
+            channels; 16-bit inputs keep their full precision (divided by 65535). For 8-bit inputs it is
+            ``rgb8 / 255``, computed on first use (the batch runner's DataLoader workers often need only ``rgb8``).
+        rgb8: (H, W, 3) uint8 sRGB, the decoded values themselves, for inputs of 8 bits per channel (modes 1, L,
+            P, RGB, CMYK, YCbCr ... and their alpha variants); None for 16-bit and float inputs.
         alpha: (H, W) uint8 alpha channel in [0, 255] if the input had one (LA, RGBA, PA, P with
             transparency), else None.
         mode: the Pillow mode of the file as stored (``"L"``, ``"I;16"``, ``"CMYK"`` ...).
         is_gray: True when the file holds no colour (modes 1, L, LA, I, I;16, F).
         notes: things the user should know about how the file was read (e.g. animated GIF: first frame).
+        full_size: (width, height) of the image as shown when its pixels were decoded at a reduced scale
+            (:func:`read_photo` with ``reduce_to``: ``rgb`` is then smaller); None when they are full size.
+        path: the file it was read from (None for an in-memory image).
+
+    Raises:
+        ValueError: neither ``rgb`` nor ``rgb8`` given.
     """
 
-    rgb: np.ndarray
-    alpha: np.ndarray | None
-    mode: str
-    is_gray: bool
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, rgb: np.ndarray | None = None, alpha: np.ndarray | None = None, mode: str = "RGB",
+                 is_gray: bool = False, notes: list[str] | None = None, rgb8: np.ndarray | None = None,
+                 full_size: tuple[int, int] | None = None, path: Path | None = None) -> None:
+        if rgb is None and rgb8 is None:
+            raise ValueError("Photo needs rgb (float32) or rgb8 (uint8) pixels")
+        self._rgb, self.rgb8, self.alpha, self.mode, self.is_gray = rgb, rgb8, alpha, mode, is_gray
+        self.notes = [] if notes is None else notes
+        self.full_size, self.path = full_size, path
+
+    @property
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:  # one float32 array, no float64 temporary (a 6000x4000 photo is 288 MB as float32)
+            self._rgb = np.divide(self.rgb8, np.float32(255.0), dtype=np.float32)
+        return self._rgb
+
+    @property
+    def pixels_size(self) -> tuple[int, int]:
+        """(width, height) of the decoded pixels (``rgb`` / ``rgb8``), Pillow's order."""
+        arr = self.rgb8 if self.rgb8 is not None else self._rgb
+        return arr.shape[1], arr.shape[0]
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height) in pixels, Pillow's order."""
-        return self.rgb.shape[1], self.rgb.shape[0]
+        """(width, height) of the image as shown, in pixels, Pillow's order (the full size also when the pixels
+        were decoded at a reduced scale)."""
+        return self.full_size or self.pixels_size
+
+    def at_full_size(self) -> Photo:
+        """This photo with its pixels at full size: itself, or, if it was decoded at a reduced scale, its file
+        decoded again in full (:func:`read_photo`).
+
+        Raises:
+            InputError: the file can no longer be read.
+        """
+        return self if self.full_size is None else read_photo(self.path)
+
+    def as_uint8(self) -> np.ndarray:
+        """(H, W, 3) uint8 sRGB: ``rgb8``, or ``rgb`` rounded to 8 bits (16-bit and float inputs)."""
+        return self.rgb8 if self.rgb8 is not None else to_uint8(self.rgb)
+
+    def __repr__(self) -> str:
+        return (f"Photo(size={self.size}, pixels={self.pixels_size}, mode={self.mode!r}, is_gray={self.is_gray}, "
+                f"alpha={self.alpha is not None}, notes={self.notes!r})")
 
 
 def printable(text: str) -> str:
@@ -187,12 +228,21 @@ def _header_error(path: Path) -> str | None:
     return None
 
 
-def read_photo(path: str | os.PathLike) -> Photo:
+def read_photo(path: str | os.PathLike,
+               reduce_to: Callable[[tuple[int, int]], tuple[int, int] | None] | None = None) -> Photo:
     """Decode any image Pillow reads (L, LA, P, PA, RGB, RGBA, CMYK, YCbCr, 1-bit, 16-bit, float) into a :class:`Photo`.
 
     EXIF orientation is applied (``ImageOps.exif_transpose``); animated files give their first frame (a note
     says so); images above Pillow's ``Image.MAX_IMAGE_PIXELS`` are refused rather than decoded (a
     decompression-bomb warning is treated as an error); PNG chunk checksums are verified (``Image.verify``).
+
+    Args:
+        path: the image file.
+        reduce_to: for callers that need the photo smaller than it is: a function of its (width, height) as shown
+            giving the smallest (width, height) they need (None: full size). A JPEG is then decoded at 1/2, 1/4
+            or 1/8 scale where both sides stay at least that large (libjpeg's DCT scaling, Pillow's ``draft``:
+            the decoder skips most of its work), and ``Photo.full_size`` keeps the size as shown; other formats
+            are decoded at full size.
 
     Raises:
         InputError: the file cannot be read or decoded; the message says why (empty, truncated, not an image,
@@ -200,6 +250,7 @@ def read_photo(path: str | os.PathLike) -> Photo:
     """
     path = Path(path)
     notes: list[str] = []
+    full_size = None
     try:
         with warnings.catch_warnings(record=True) as caught, open_regular(path) as f:
             warnings.simplefilter("always")
@@ -215,11 +266,13 @@ def read_photo(path: str | os.PathLike) -> Photo:
                 if n_frames > 1:
                     notes.append(f"{n_frames} frames: the first frame was used")
                     im.seek(0)
+                if reduce_to is not None and im.format == "JPEG":
+                    full_size = _draft(im, reduce_to)
                 im.load()
                 mode = im.mode
                 im, rotated = _upright(im)
                 notes += rotated
-                rgb, alpha = _to_rgb_float(im)
+                rgb, rgb8, alpha = _to_rgb(im)
         # Pillow's warnings (corrupt EXIF, odd metadata ...) are about this file: notes, not stray stderr lines.
         for message in dict.fromkeys(str(w.message) for w in caught):
             notes.append(f"Pillow warned: {' '.join(message.split())}")
@@ -227,16 +280,33 @@ def read_photo(path: str | os.PathLike) -> Photo:
         raise
     except (Exception, Image.DecompressionBombWarning) as exc:  # noqa: BLE001 - every decoder failure is reported
         raise InputError(_describe_open_error(path, exc)) from exc
-    return Photo(rgb=rgb, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes)
+    return Photo(rgb=rgb, rgb8=rgb8, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes,
+                 full_size=full_size, path=path)
+
+
+#: EXIF orientations that swap width and height (the pixels are stored turned by 90 degrees).
+_SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def _draft(im: Image.Image, reduce_to: Callable[[tuple[int, int]], tuple[int, int] | None]) -> tuple[int, int] | None:
+    """Configure a JPEG's decoder to decode at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides at least
+    ``reduce_to(shown size)``; returns the shown (width, height) if the scale was reduced, else None."""
+    w, h = im.size
+    swapped = im.getexif().get(0x0112, 1) in _SWAPPED_ORIENTATIONS
+    shown = (h, w) if swapped else (w, h)
+    wanted = reduce_to(shown)
+    if wanted is None:
+        return None
+    im.draft(None, (max(1, wanted[1]), max(1, wanted[0])) if swapped else (max(1, wanted[0]), max(1, wanted[1])))
+    return shown if im.size != (w, h) else None
 
 
 def _upright(im: Image.Image) -> tuple[Image.Image, list[str]]:
     """Apply the EXIF orientation (``ImageOps.exif_transpose``); the note only when the pixels were really turned
     or flipped (orientations 2-8), not for orientation 1 or a missing or invalid tag."""
-    orientation = im.getexif().get(0x0112, 1)
-    transposed = ImageOps.exif_transpose(im)
-    turned = transposed is not None and orientation in range(2, 9)
-    return (transposed if transposed is not None else im), (["EXIF orientation applied"] if turned else [])
+    if im.getexif().get(0x0112, 1) not in range(2, 9):
+        return im, []  # nothing to turn: ``exif_transpose`` would return a copy (72 MB for 6000 x 4000 RGB)
+    return ImageOps.exif_transpose(im), ["EXIF orientation applied"]
 
 
 def photo_from_image(image: Image.Image | np.ndarray) -> Photo:
@@ -258,12 +328,14 @@ def photo_from_image(image: Image.Image | np.ndarray) -> Photo:
         raise InputError(f"expected a PIL image or a uint8 numpy array, got {type(image).__name__}")
     mode = image.mode
     transposed, notes = _upright(image)
-    rgb, alpha = _to_rgb_float(transposed)
-    return Photo(rgb=rgb, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes)
+    rgb, rgb8, alpha = _to_rgb(transposed)
+    return Photo(rgb=rgb, rgb8=rgb8, alpha=alpha, mode=mode, is_gray=mode in _GRAY_MODES, notes=notes)
 
 
-def _to_rgb_float(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pillow image in any mode -> ((H, W, 3) float32 in [0, 1], (H, W) uint8 alpha or None)."""
+def _to_rgb(im: Image.Image) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Pillow image in any mode -> ((H, W, 3) float32 in [0, 1] or None, (H, W, 3) uint8 or None, (H, W) uint8
+    alpha or None): 8-bit images give their uint8 values (the float32 form is ``Photo.rgb``'s, on demand), 16-bit
+    and float images the float32 form."""
     alpha = None
     mode = im.mode
     if mode == "P":
@@ -280,22 +352,25 @@ def _to_rgb_float(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if mode.startswith("I;16") or mode == "I":
         # 16-bit PNG/TIFF: Pillow gives "I;16*" or 32-bit "I" holding 0..65535.
         gray = np.asarray(im, dtype=np.float32) / 65535.0
-        gray = np.clip(gray, 0.0, 1.0)
-    elif mode == "F":
-        gray = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
-    elif mode in ("1", "L"):
-        gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    else:
-        if mode != "RGB":
-            im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV: Pillow's own conversions
-        # One float32 array, no float64 or second float32 temporary (a 6000x4000 photo is 288 MB as float32).
-        return np.divide(np.asarray(im), np.float32(255.0), dtype=np.float32), alpha
-    return np.repeat(gray[:, :, None], 3, axis=2), alpha
+        return np.repeat(np.clip(gray, 0.0, 1.0)[:, :, None], 3, axis=2), None, alpha
+    if mode == "F":
+        return np.repeat(np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)[:, :, None], 3, axis=2), None, alpha
+    if mode in ("1", "L"):
+        return None, np.repeat(np.asarray(im.convert("L"))[:, :, None], 3, axis=2), alpha
+    if mode != "RGB":
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV: Pillow's own conversions
+    return None, np.asarray(im), alpha
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
-    """Float array in [0, 1] (any shape) -> uint8 in [0, 255], rounded to nearest; values outside are clipped."""
-    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """Float array in [0, 1] (any shape) -> uint8 in [0, 255], rounded to nearest; values outside are clipped.
+
+    ``(clip(x, 0, 1) * 255 + 0.5)`` truncated, in ``x``'s float type; one temporary (the clip), the rest in place.
+    """
+    y = np.clip(x, 0.0, 1.0)
+    y *= 255.0
+    y += 0.5
+    return y.astype(np.uint8)
 
 
 def image_format_for(ext: str) -> str:

@@ -81,7 +81,7 @@ def main() -> int:
                                        args.real_people, args.no_people)
                 _ship(weights, args.ship)
                 continue
-            colorize = card["model"] == "unet-colorize"
+            colorize = card["model"].startswith("unet-colorize")
             evaluation = {"resolution": "full (each photo at its own size)",
                           "reference": "the original colour photo (input: its rgb2gray, 8-bit)" if colorize
                           else "skimage.color.rgb2gray"}

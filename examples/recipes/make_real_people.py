@@ -20,6 +20,14 @@ Sources (all offline, from Debian bookworm packages):
 * No-people photos: ``../shared/data/photos/{opencv-doc,mate-backgrounds,palapeli-data}`` (the held-out
   background packages of ``make_person_composites.py``), minus those that show a person (``NO_PEOPLE_SKIP``);
   every one was looked at.
+* With ``--shared-people``: the photos of ``../shared/data/photos`` that show people (``SHARED_PEOPLE``), into
+  ``train``, with source package and licence from ``photos/MANIFEST.tsv``; never a photo of a held-out background
+  package of ``make_person_composites.py`` or of ``val`` (refused). ``--scan-shared TSV`` runs the gated teacher
+  over all 411 shared photos to find candidates (and ``--review`` overlays of each hit); every hit and every
+  photo was looked at. The 2026-12-04 scan found none usable: pose fired on 24 photos, one a person (messi5,
+  held out), 23 things (fish, tools, statues, a bird): ``SHARED_SCAN``; the photos with people where pose
+  fired on nobody are crowds, tiny figures and murals: ``SHARED_PEOPLE_NOT_FOUND``. So ``SHARED_PEOPLE`` is
+  empty and the flag adds nothing today; it is there for photos added to the shared pool later.
 
 Split: ``train`` = the vtest.avi pedestrians (one outdoor scene, many different walkers); ``val`` = every other
 photo (other people, other scenes: a footballer, two portraits, an indoor ball player, a seated musician, a
@@ -37,6 +45,7 @@ agreement (foreground AND teacher, each allowed a few pixels of slack); a moving
 finds nobody (two people walking side by side) is kept only where the selfie model, gated by the motion, covers
 most of it. The selfie model alone marks 23 % of the pixels of the no-people photos as person (26 of 41
 photos over 1 %); the gated method marks none (pose fires on none of them): see ``no-people/MANIFEST.tsv``.
+It is no person detector, though: on 23 of the other 370 shared photos pose fires on a thing (``SHARED_SCAN``).
 Every kept mask was looked at as an overlay; the rejected ones are listed in ``REJECT`` with the reason.
 
 Setup and run (from the repository root)::
@@ -46,7 +55,10 @@ Setup and run (from the repository root)::
     mkdir -p /work/dl && cd /work/dl && apt-get update && apt-get download opencv-doc gcompris-qt-data
     dpkg -x opencv-doc_*.deb /work/dl/opencv-doc && dpkg -x gcompris-qt-data_*.deb /work/dl/gcompris && cd -
     OMP_NUM_THREADS=1 /work/mpvenv/bin/python examples/recipes/make_real_people.py --out data \\
-        --review /tmp/real-people-review --tests tests/data/real-people
+        --review /tmp/real-people-review --tests tests/data/real-people --shared-people
+    # finding shared photos with people (writes a TSV and overlays of the hits; look at each):
+    OMP_NUM_THREADS=1 /work/mpvenv/bin/python examples/recipes/make_real_people.py --out data \\
+        --scan-shared /tmp/shared-scan.tsv --review /tmp/shared-scan
 
 (bookworm packages: opencv-doc 4.6.0+dfsg-12, gcompris-qt-data 3.1-2.) Everything is deterministic: fixed
 sources, fixed frames, no randomness; the teachers run single-threaded on CPU.
@@ -120,6 +132,47 @@ NOTES = {
     "basketball1-crop-left": "hands+ball region partly in the mask",
     "basketball2-crop-left": "hands+ball region partly in the mask; next frame of basketball1 (same man)",
     "vtest-0592": "lower legs of the standing man at the left end of the path partly missing",
+}
+
+#: Shared photos (../shared/data/photos, 'package/name') that show people, found by ``--scan-shared`` (the
+#: gated teacher fired) and checked by eye, none in a held-out package: extra train pairs with ``--shared-people``.
+#: Empty: the scan of all 411 (2026-12-04) found no usable person photo outside the held-out packages (below).
+SHARED_PEOPLE: tuple[str, ...] = ()
+
+#: What ``--scan-shared`` found, looked at one by one (photo -> verdict). Pose fired on 24 of the 411 photos;
+#: only messi5 shows a person, and it is held out (composites' val package opencv-doc, and real-people val).
+#: The other 23 are false detections on things (fish, tools, statues, a bird, a dolphin, a helicopter): the
+#: gated teacher, which marks nothing on the 41 held-out no-people photos, marks person pixels on 6 % of the
+#: other shared photos, so it is a labeller for photos known to show people, not a person detector.
+SHARED_SCAN: dict[str, str] = {
+    "opencv-doc/messi5.jpg": "a footballer: held out (real-people val; composites' val package)",
+    **{f"gcompris-qt-data/categorization_{k}.jpg": "no person: pose fired on a thing, mask on it" for k in (
+        "fish14", "fish5", "fish8", "hammer1", "hammer2", "hammer5", "plier1", "screwDriver2", "windmill",
+        "IndiaGate", "monument3")},
+    "gcompris-qt-data/erase_dolphin.jpg": "no person: the dolphin masked",
+    "gcompris-qt-data/erase_kingfisher.jpg": "no person: the bird masked",
+    "gcompris-qt-data/explore_monuments_cabrillo.jpg": "a stone statue, not a person (masked whole)",
+    "gcompris-qt-data/explore_monuments_rangGhar.jpg": "no person, empty mask",
+    "gcompris-qt-data/categorization_usCapitol.jpg": "tiny tourists (~15 px) unlabelled, dome tip masked",
+    "gcompris-qt-data/explore_monuments_victoriaMemorial.jpg": "tiny visitors unlabelled, a speck masked",
+    "gcompris-qt-data/explore_monuments_wormsCathedral.jpg": "tiny people on benches unlabelled, towers masked",
+    "jigzo-data/heli-4x3.jpg": "tiny people on the boat unlabelled, the helicopter masked",
+    "jigzo-data/tobogan-4x3.jpg": "232x176 px, no recognisable person (PHOTOS_WITH_PEOPLE); the slide tube masked",
+    "lomiri-wallpapers-16.04/free_by_Peter_Nerlich.jpg": "a toy bird masked",
+    "plasma-workspace-wallpapers/Kite.jpg": "a kite, empty mask",
+    "scratch/atom-playground.jpg": "no person, a climbing frame masked",
+}
+#: Photos with people where pose found nobody (looked at on contact sheets of all 411): crowds and painted
+#: people, none segmentable into a training mask. The stadium crowds and the cinema stay composite
+#: backgrounds (their people at 384 px are texture, left background as messi5's spectators are).
+SHARED_PEOPLE_NOT_FOUND = {
+    "scratch/baseball-field.jpg": "stadium crowd, people a few pixels tall",
+    "scratch/football-field.jpg": "stadium crowd and a marching band ~20 px tall",
+    "scratch/the-movies-inside.jpg": "two seated people ~20 px tall; posters of faces",
+    "scratch/all-sports-mural.jpg": "painted people (PHOTOS_WITH_PEOPLE)",
+    "scratch/berkeley-mural.jpg": "painted people (PHOTOS_WITH_PEOPLE)",
+    "scratch/mural-faro.jpg": "painted people (PHOTOS_WITH_PEOPLE)",
+    "scratch/clothing-store.jpg": "clothes racks, one blurred figure ~30 px far back (PHOTOS_WITH_PEOPLE)",
 }
 
 #: Held-out background package photos that show (parts of) people: not in the no-people set.
@@ -329,6 +382,71 @@ def crop_frac(a: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarr
     return a[round(box[1] * h):round(box[3] * h), round(box[0] * w):round(box[2] * w)]
 
 
+# --------------------------------------------------------------------------------------------- shared photos
+def held_out_shared() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(background packages held out by ``make_person_composites.py``'s val split, shared photos that are in
+    ``real-people/val``): no shared photo of either ever goes into ``real-people/train``."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_person_composites import VAL_PACKAGES  # numpy + Pillow only: imports in the teacher venv too
+
+    return tuple(VAL_PACKAGES), ("opencv-doc/messi5.jpg",)
+
+
+def shared_manifest(data: Path) -> dict[str, tuple[str, str]]:
+    """{'package/name.jpg': (source package, licence)} from ``DATA/photos/MANIFEST.tsv``."""
+    out = {}
+    for line in (data / "photos" / "MANIFEST.tsv").read_text().splitlines()[1:]:
+        f = line.split("\t")
+        out[f[0].removeprefix("photos/")] = (f[2], f[3])
+    return out
+
+
+def scan_shared(t: Teachers, data: Path, tsv: Path, review: Path | None) -> None:
+    """Run the gated teacher (pose finds people, selfie only inside their boxes) over every shared photo and
+    write ``photo, package, held_out, people_found, person_frac`` to ``tsv`` (and an overlay of each photo
+    where it fires into ``review/scan-*.png``), to find the shared photos that show people: the candidates of
+    ``SHARED_PEOPLE``, which were then looked at one by one."""
+    held_pkgs, held_photos = held_out_shared()
+    rows = []
+    for p in sorted((data / "photos").rglob("*.jpg")):
+        rel = str(p.relative_to(data / "photos"))
+        rgb = np.asarray(Image.open(p).convert("RGB"))
+        mask, info = t.mask(rgb)
+        held = p.parent.name in held_pkgs or rel in held_photos
+        rows.append(f"{rel}\t{p.parent.name}\t{int(held)}\t{info['people_found']}\t{mask.mean():.4f}")
+        if info["people_found"] and review:
+            overlay(rgb, mask, review / f"scan-{p.parent.name}-{p.stem}.png",
+                    f"{rel} people_found={info['people_found']}{' HELD OUT' if held else ''}")
+    tsv.parent.mkdir(parents=True, exist_ok=True)
+    tsv.write_text("photo\tpackage\theld_out\tpeople_found\tperson_frac\n" + "\n".join(rows) + "\n")
+    fired = [r for r in rows if r.split("\t")[3] != "0"]
+    print(f"scan: {len(rows)} shared photos, pose fired on {len(fired)} -> {tsv}")
+
+
+def add_shared_people(t: Teachers, data: Path, emit) -> None:
+    """The shared photos that show people (``SHARED_PEOPLE``), pseudo-labelled like the still photos, into
+    ``train`` (``emit`` applies ``SHARED_REJECT`` via ``REJECT``). Raises SystemExit if one is held out."""
+    held_pkgs, held_photos = held_out_shared()
+    lic = shared_manifest(data)
+    for rel in SHARED_PEOPLE:
+        pkg = rel.split("/")[0]
+        if pkg in held_pkgs or rel in held_photos:
+            raise SystemExit(f"{rel}: held out (composites' val packages or real-people val), not for train")
+        rgb = np.asarray(Image.open(data / "photos" / rel).convert("RGB"))
+        mask, info = t.mask(rgb)
+        package, licence = lic[rel]
+        emit(shared_stem(rel), "train", rgb, mask, package, f"../shared/data/photos/{rel}", licence,
+             "mediapipe pose_landmark_full seg + selfie_segmentation(general, per-person crop), mean > 0.5",
+             f"shared photo; people_found={info['people_found']}")
+
+
+def shared_stem(rel: str) -> str:
+    """``scratch/clothing-store.jpg`` -> ``shared-scratch-clothing-store``."""
+    return "shared-" + rel.removesuffix(".jpg").replace("/", "-")
+
+
 def build(args: argparse.Namespace) -> list[list[str]]:
     t = Teachers()
     ocv = args.opencv_doc / OPENCV_DATA
@@ -383,6 +501,8 @@ def build(args: argparse.Namespace) -> list[list[str]]:
             cm, cinfo = t.mask(c)
             emit(cstem, split, c, cm, package, f"{orig} crop {box}", licence, still,
                  f"crop of {stem}; people_found={cinfo['people_found']}")
+    if args.shared_people:
+        add_shared_people(t, args.data, emit)
     # --- vtest.avi pedestrians
     frames, bg = vtest_frames(ocv / "vtest.avi", VTEST_FRAMES)
     for i in VTEST_FRAMES:
@@ -461,7 +581,14 @@ def main() -> None:
     parser.add_argument("--no-people", type=int, default=41, help="at most this many no-people photos")
     parser.add_argument("--review", type=Path, help="also write overlay PNGs of every mask here")
     parser.add_argument("--tests", type=Path, help="also copy a few small val pairs here (tests/data/real-people)")
+    parser.add_argument("--shared-people", action="store_true",
+                        help="also pseudo-label the shared photos that show people (SHARED_PEOPLE) into train")
+    parser.add_argument("--scan-shared", type=Path, metavar="TSV",
+                        help="only run the gated teacher over every shared photo, write TSV (+ --review overlays)")
     args = parser.parse_args()
+    if args.scan_shared:
+        scan_shared(Teachers(), args.data, args.scan_shared, args.review)
+        return
     build(args)
 
 

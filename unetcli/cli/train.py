@@ -79,6 +79,10 @@ def train(
         "--freeze-encoder-epochs", rich_help_panel="Schedule", min=0, metavar="N",
         help="Models with a pretrained encoder: train only the decoder for the first N epochs (small data "
              "sets). [default: 0]")] = None,
+    best_metric: Annotated[Optional[str], typer.Option(
+        "--best-metric", rich_help_panel="Schedule", metavar="NAME",
+        help="Validation metric that picks best.safetensors (and the final weights): loss (lowest), or the highest "
+             "psnr, colorfulness (colorize), iou, dice (segmentation). [default: psnr; iou for segmentation]")] = None,
     val_split: Annotated[Optional[float], typer.Option(
         "--val-split", rich_help_panel="Model and data", min=0.0, max=0.9, metavar="F",
         help="Fraction of photos held out for validation. [default: 0.1]")] = None,
@@ -123,7 +127,7 @@ def train(
                         size=size, val_split=val_split, seed=seed,
                         lr_schedule=lr_schedule.value if lr_schedule is not None else None, init_weights=weights,
                         crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after,
-                        freeze_encoder_epochs=freeze_encoder_epochs, sync_bn=sync_bn,
+                        freeze_encoder_epochs=freeze_encoder_epochs, best_metric=best_metric, sync_bn=sync_bn,
                         save_every=save_every,
                         device=device, precision=precision.value,
                         workers=workers, resume=resume is not None, auto_name=resume is None and out is None)

@@ -46,13 +46,17 @@ def prepare_for_inference(model: nn.Module, dtype: torch.dtype | None) -> nn.Mod
       the fp32 weights on every call (the same round-to-nearest cast autocast does, so the outputs are equal);
     * ``channels_last`` memory format (the folded weights are new tensors).
 
+    A model whose ``encoder_fp32_inference`` is True runs its encoder in fp32 under autocast
+    (:class:`~unetcli.models.unet_pretrained.MobileNetV2UNet`): the encoder's weights stay fp32.
+
     Measured on the unet-colorize forward (benchmarks/README.md): BatchNorm was about 9 % and the weight casts
     about 8 % of the eager bf16 forward.
     """
     model = fold_batchnorm(model)
     if dtype in (torch.bfloat16, torch.float16):
+        fp32 = {id(m) for m in model.encoder.modules()} if getattr(model, "encoder_fp32_inference", False) else set()
         for module in model.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and id(module) not in fp32:
                 module.to(dtype)
     return model.to(memory_format=torch.channels_last)
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from unetcli.devices import autocast, precision_name, resolve_precision, select_device
 from unetcli.engine.backends import is_exported, load_backend
-from unetcli.engine.tiling import predict_tiled
+from unetcli.engine.tiling import predict_rows, predict_tiled
 from unetcli.errors import UsageError
 from unetcli.imageio import Photo, photo_from_image
 from unetcli.models.registry import ModelSpec, get_spec, list_models
@@ -143,8 +143,16 @@ class Predictor:
         return bool(self.tile) and max(x.shape[1:]) > self.tile
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C_in, h, w) float32 CPU -> (N, C_out, h, w) float32 CPU, on the device and precision."""
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        """(N, C_in, h, w) CPU -> (N, C_out, h, w) float32 CPU, on the device and precision.
+
+        ``x`` is float32 in [0, 1], or uint8 holding 255 x that (:meth:`Task.prepare_compact`), divided by 255
+        here: in float32 that is exactly the float32 input (``np.float32(v) / 255``), in one pass that also gives
+        the channels-last layout when ``x`` has it (an (H, W, C) photo viewed as (C, H, W)).
+        """
+        x = x.to(self.device, non_blocking=True)
+        if x.dtype == torch.uint8:
+            x = torch.div(x, 255)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.dtype):
             y = self.model(x)
         return y.float().cpu()
@@ -153,20 +161,28 @@ class Predictor:
         """Inputs (C_in, h_i, w_i) of one padded shape -> one forward pass -> outputs (C_out, h_i, w_i).
 
         Images of different sizes with the same padded size share a batch: each is padded here exactly as the
-        model would pad it alone (edge replication at the bottom/right), and its output is cropped back.
+        model would pad it alone (edge replication at the bottom/right), and its output is cropped back. One
+        input that needs no padding runs as it is (no copy).
         """
         _, hp, wp = self.padded_shape(inputs[0])
-        x = torch.stack([F.pad(t[None], (0, wp - t.shape[2], 0, hp - t.shape[1]), mode="replicate")[0]
-                         for t in inputs])
+        if len({t.dtype for t in inputs}) > 1:  # uint8 and float32 inputs (8-bit and 16-bit photos): all float32
+            inputs = [torch.div(t, 255) if t.dtype == torch.uint8 else t for t in inputs]
+        padded = [t if t.shape[1:] == (hp, wp) else
+                  F.pad(t[None], (0, wp - t.shape[2], 0, hp - t.shape[1]), mode="replicate")[0] for t in inputs]
+        x = padded[0][None] if len(padded) == 1 else torch.stack(padded)
         return [out[:, : t.shape[1], : t.shape[2]] for t, out in zip(inputs, self.forward(x))]
 
     def forward_tiled(self, x: torch.Tensor, tile: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """A (C_in, H, W) input larger than one tile -> (C_out, H, W): overlapping tiles of ``tile`` pixels,
         ``batch_size`` tiles a pass (defaults: the predictor's), blended back
-        (:func:`unetcli.engine.tiling.predict_tiled`)."""
+        (:func:`unetcli.engine.tiling.predict_tiled`). Per-pixel models (no tile overlap, size divisor 1) run on
+        bands of whole rows of about as many pixels instead (:func:`unetcli.engine.tiling.predict_rows`): the
+        same output, without cutting or blending tiles."""
+        tile, batch_size = tile or self.tile, batch_size or self.batch_size
         with torch.inference_mode():
-            return predict_tiled(self.forward, x, tile or self.tile, self.overlap, self.divisor,
-                                 batch_size or self.batch_size)
+            if self.overlap == 0 and self.divisor == 1:
+                return predict_rows(self.forward, x, tile * tile * batch_size)
+            return predict_tiled(self.forward, x, tile, self.overlap, self.divisor, batch_size)
 
     def smaller_tile(self, side: int) -> int:
         """The tile to retry with after running out of memory on ``side`` pixels: the largest valid tile (a multiple
@@ -181,7 +197,8 @@ class Predictor:
             torch.cuda.empty_cache()
 
     def run_inputs(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Prepared inputs (C_in, h_i, w_i) -> network outputs (C_out, h_i, w_i), in order: tiled where needed,
+        """Prepared inputs (C_in, h_i, w_i) (float32, or uint8: :meth:`forward`) -> network outputs (C_out, h_i, w_i)
+        float32, in order: tiled where needed,
         the rest grouped by padded shape in batches of at most ``batch_size``."""
         self.load()
         outputs: list[torch.Tensor | None] = [None] * len(inputs)
@@ -227,8 +244,9 @@ class Predictor:
 
     def predict_photos(self, photos: list[Photo]) -> list[Image.Image]:
         """Decoded photos (:func:`unetcli.imageio.read_photo`, :func:`~unetcli.imageio.photo_from_image`) -> the
-        task's output images, in order (the task's ``prepare``, :meth:`run_inputs`, the task's ``finish``)."""
-        prepared = [self.task.prepare(photo) for photo in photos]
+        task's output images, in order (the task's ``prepare_compact``, :meth:`run_inputs`, the task's
+        ``finish``)."""
+        prepared = [self.task.prepare_compact(photo) for photo in photos]
         outputs = self.run_inputs([x for x, _ in prepared])
         return [self.task.finish(out, ctx) for out, (_, ctx) in zip(outputs, prepared)]
 

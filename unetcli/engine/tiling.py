@@ -129,3 +129,34 @@ def predict_tiled(run: Callable[[torch.Tensor], torch.Tensor], image: torch.Tens
             out[:, ys[i]:ys[i] + vy, xs[j]:xs[j] + vx].addcmul_(t[:, :vy, :vx], wy[i][:, None] * wx[j][None, :])
     assert out is not None
     return out
+
+
+def predict_rows(run: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Run a per-pixel model (no context: 1x1 convolutions) on bands of whole rows of one image.
+
+    Where :func:`predict_tiled` would cut tiles with no overlap and paste them back, this runs the same pixels in
+    bands of ``max(1, pixels // W)`` rows: a band of an (H, W, C) photo viewed as (C, H, W) is one contiguous
+    block of memory already in the channels-last layout the model runs in, so nothing is cut, padded or blended,
+    and memory is bounded by ``pixels`` as by ``batch_size`` tiles. An image of at most ``pixels`` pixels is one
+    band, run as it is.
+
+    Args:
+        run: the model, (1, C_in, h, W) -> (1, C_out, h, W) float32 CPU, for any h.
+        image: (C_in, H, W) CPU tensor, any dtype ``run`` takes (float32, or uint8 for the predictor).
+        pixels: most pixels per call of ``run`` (>= 1).
+
+    Returns:
+        (C_out, H, W) float32 CPU tensor: for a per-pixel model, the untiled output exactly.
+    """
+    _, h, w = image.shape
+    rows = max(1, pixels // max(w, 1))
+    if rows >= h:
+        return run(image[None])[0]
+    out: torch.Tensor | None = None
+    for top in range(0, h, rows):
+        y = run(image[None, :, top:top + rows])[0]
+        if out is None:
+            out = torch.empty((y.shape[0], h, w), dtype=torch.float32)
+        out[:, top:top + rows] = y
+    assert out is not None
+    return out

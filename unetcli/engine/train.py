@@ -79,6 +79,9 @@ class TrainOptions:
     freeze_bn_after: int | None = None
     #: Pretrained-encoder models: epochs (from the start of the run) during which the encoder is not updated.
     freeze_encoder_epochs: int | None = None
+    #: Validation metric that picks ``best.safetensors``: ``"loss"`` (lower is better) or one of the task's
+    #: ``metric_names`` (higher is better); None: the task's own choice (``Task.best_metric``).
+    best_metric: str | None = None
     sync_bn: bool = False
     #: Minutes between checkpoints within an epoch (single-process runs; 0: only at the end of each epoch).
     save_every: float = 10.0
@@ -92,7 +95,8 @@ class TrainOptions:
 
 #: Options fixed for the life of a run: on resume they come from the checkpoint (a different value is an error).
 _FIXED_ON_RESUME = ("model", "data", "val_data", "classes", "batch_size", "lr", "size", "val_split", "seed",
-                    "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after", "freeze_encoder_epochs")
+                    "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after", "freeze_encoder_epochs",
+                    "best_metric")
 _DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant", "crops_per_photo": 1,
              "classes": 1, "freeze_encoder_epochs": 0}
 #: Epochs of a new run when ``--epochs`` is not given.
@@ -212,6 +216,9 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
             raise UsageError(f"--classes: only unet-seg has a class count ({spec.name} has a fixed output)")
         if opts.freeze_encoder_epochs and spec.encoder_weights is None:
             raise UsageError(f"--freeze-encoder-epochs: {spec.name} has no pretrained encoder")
+        choices = ("loss", *task_class(spec).metric_names)
+        if opts.best_metric is not None and opts.best_metric not in choices:
+            raise UsageError(f"--best-metric {opts.best_metric}: {spec.name} validates {', '.join(choices)}")
         if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
             raise UsageError(f"--lr {opts.lr:g}: the learning rate must be a finite number above 0 (e.g. 1e-3)")
         opts.lr = spec.lr if opts.lr is None else opts.lr
@@ -538,7 +545,8 @@ class _Trainer:
         self.model_kwargs = task_class(spec).training_model_kwargs(int(opts.classes))
         self.task = make_task(spec, size=self.size, **self.model_kwargs)
         self.say = log if self.ctx.is_main else (lambda line: None)
-        self.best_key, higher_is_better = self.task.best_metric
+        self.best_key, higher_is_better = ((opts.best_metric, opts.best_metric != "loss") if opts.best_metric
+                                           else self.task.best_metric)
         self.sign = 1.0 if higher_is_better else -1.0
         self.stop: StopRequest | None = None
         self.save_every_s = max(0.0, float(opts.save_every)) * 60.0
@@ -561,6 +569,7 @@ class _Trainer:
                                                        "val": [str(p) for p in data.val_paths]})
         self.say(f"{len(data.train) + len(data.val)} {'image/mask pairs' if data.train_masks else 'photos'} decoded "
                  f"in {time.perf_counter() - t_load:.1f}s: {len(data.train)} train, {len(data.val)} validation")
+        self.task.prepare_training(data.train)
         # Models with a working size see crops at the photo's (already scaled) own scale, as prediction sees it.
         at_scale = spec.full_resolution or spec.working_size is not None
         self.train_ds = PhotoCrops(data.train, self.task, self.size, True, at_scale, opts.seed,
@@ -785,7 +794,7 @@ class _Trainer:
                          "device": str(self.device), "world_size": ctx.world_size,
                          "effective_batch_size": self.batch_size * ctx.world_size,
                          "train_photos": len(self.data.train), "val_photos": len(self.data.val)},
-            "metrics": {"validation": metrics, "best_epoch": epoch + 1}}))
+            "metrics": {"validation": metrics, "best_epoch": epoch + 1, "best_metric": self.best_key}}))
 
     def finish(self) -> dict:
         """Rank 0: the final weights (the best epoch's, under the model's own name) with the completed card;

@@ -58,7 +58,7 @@ class UNetColorize(PaddedUNet):
 
 #: The registry entry of this model (collected by :mod:`unetcli.models.registry`).
 SPEC = ModelSpec(
-    name="unet-colorize", aliases=("colorize",), task="colorize", factory=UNetColorize, in_channels=1, out_channels=3,
+    name="unet-colorize", task="colorize", factory=UNetColorize, in_channels=1, out_channels=3,
     params=31_042_499, seed="001_2baa20e9c5589985.txt (Keras: 000_5f12bff34383d507.txt)", train_size=128,
     full_resolution=False, loss="mse", size_divisor=UNetColorize.size_divisor, tile_overlap=UNetColorize.tile_overlap,
     description="gray photo -> colour (CIE Lab a/b predicted, full-resolution L kept)")

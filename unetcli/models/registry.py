@@ -14,15 +14,15 @@ import fnmatch
 from torch import nn
 
 from unetcli.errors import UsageError
-from unetcli.models import colorize, decolorize, seg_mobilenetv2, segmentation, simple_black
+from unetcli.models import colorize, colorize_mobilenetv2, decolorize, seg_mobilenetv2, segmentation, simple_black
 from unetcli.models.spec import ModelSpec
 
 #: Bumped whenever an architecture or a spec default changes in a way that makes old weight files invalid.
 REGISTRY_VERSION = 1
 
 #: The registry, in ``unetcli models`` order: each model file's ``SPEC``, collected explicitly.
-_SPECS: list[ModelSpec] = [colorize.SPEC, decolorize.SPEC, segmentation.SPEC, seg_mobilenetv2.SPEC,
-                           simple_black.SPEC]
+_SPECS: list[ModelSpec] = [colorize.SPEC, colorize_mobilenetv2.SPEC, decolorize.SPEC, segmentation.SPEC,
+                           seg_mobilenetv2.SPEC, simple_black.SPEC]
 
 _BY_NAME: dict[str, ModelSpec] = {key: spec for spec in _SPECS for key in (spec.name, *spec.aliases)}
 

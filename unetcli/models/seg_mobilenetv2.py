@@ -4,40 +4,16 @@ the architecture of segmentation_models_pytorch's ``Unet(encoder_name="mobilenet
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from unetcli.models.blocks import PaddedUNet
-from unetcli.models.encoders.mobilenetv2 import MobileNetV2Encoder
 from unetcli.models.spec import ModelSpec
+from unetcli.models.unet_pretrained import MobileNetV2UNet
 
 
-class DecoderBlock(nn.Module):
-    """smp ``DecoderBlock``: nearest x2 upsample, concatenate the skip (if any), two 3x3 conv-BN-ReLU.
-
-    (N, C_in, H, W) + skip (N, C_skip, 2H, 2W) -> (N, C_out, 2H, 2W).
-    """
-
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, C_in, H, W), optional skip (N, C_skip, 2H, 2W) -> (N, C_out, 2H, 2W)."""
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        return self.conv(x if skip is None else torch.cat([x, skip], dim=1))
-
-
-class UNetSegMobileNetV2(PaddedUNet):
+class UNetSegMobileNetV2(MobileNetV2UNet):
     """U-Net with an ImageNet-pretrained MobileNetV2 encoder (segmentation_models_pytorch ``Unet`` layout).
 
-    Encoder: :class:`~unetcli.models.encoders.mobilenetv2.MobileNetV2Encoder` (features at strides 2-32); decoder:
-    five :class:`DecoderBlock` of 256, 128, 64, 32, 16 channels with skips at strides 16, 8, 4 and 2; head: a 3x3
-    conv to ``num_classes`` logits. 6,628,945 trainable parameters for one class.
+    The body is :class:`~unetcli.models.unet_pretrained.MobileNetV2UNet`; its head gives ``num_classes`` logits.
+    6,628,945 trainable parameters for one class.
 
     Input: (N, 3, H, W) float32 sRGB in [0, 1] (the encoder applies the ImageNet normalisation itself). Any H x W:
     padded to a multiple of 32 inside the model (:class:`~unetcli.models.blocks.PaddedUNet`) and cropped back.
@@ -48,27 +24,11 @@ class UNetSegMobileNetV2(PaddedUNet):
         torch.Size([1, 1, 75, 100])
     """
 
-    size_divisor = 32
-    decoder_channels = (256, 128, 64, 32, 16)
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1) -> None:
-        super().__init__()
         if in_channels != 3:
             raise ValueError("the pretrained MobileNetV2 encoder takes 3 (RGB) input channels")
+        super().__init__(in_channels=3, out_channels=num_classes)
         self.num_classes = num_classes
-        self.encoder = MobileNetV2Encoder()
-        enc = self.encoder.out_channels
-        ins = (enc[-1],) + self.decoder_channels[:-1]
-        skips = tuple(reversed(enc[:-1])) + (0,)
-        self.decoder = nn.ModuleList(DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, self.decoder_channels))
-        self.head = nn.Conv2d(self.decoder_channels[-1], num_classes, 3, padding=1)
-
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) with H, W multiples of 32 -> (N, num_classes, H, W) logits."""
-        *skips, x = self.encoder(x)
-        for i, block in enumerate(self.decoder):
-            x = block(x, skips[-1 - i] if i < len(skips) else None)
-        return self.head(x)
 
 
 #: The registry entry of this model (collected by :mod:`unetcli.models.registry`).

@@ -6,10 +6,12 @@ from __future__ import annotations
 from unetcli.models.registry import ModelSpec
 from unetcli.tasks.base import Task
 from unetcli.tasks.colorize import ColorizeTask
+from unetcli.tasks.colorize_lab import LabColorizeTask
 from unetcli.tasks.gray import DecolorizeTask
 from unetcli.tasks.segment import SegmentTask
 
-TASKS: dict[str, type[Task]] = {"colorize": ColorizeTask, "decolorize": DecolorizeTask, "segment": SegmentTask}
+TASKS: dict[str, type[Task]] = {"colorize": ColorizeTask, "colorize-lab": LabColorizeTask, "decolorize": DecolorizeTask,
+                                "segment": SegmentTask}
 
 
 def task_class(spec: ModelSpec) -> type[Task]:
@@ -22,4 +24,5 @@ def make_task(spec: ModelSpec, **options) -> Task:
     return TASKS[spec.task](spec, **options)
 
 
-__all__ = ["TASKS", "Task", "make_task", "task_class", "ColorizeTask", "DecolorizeTask", "SegmentTask"]
+__all__ = ["TASKS", "Task", "make_task", "task_class", "ColorizeTask", "LabColorizeTask", "DecolorizeTask",
+           "SegmentTask"]

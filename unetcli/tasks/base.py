@@ -21,8 +21,10 @@ class Task:
         size: working size (pixels, square) for models that do not run at full resolution; defaults to the
             spec's ``train_size``. Ignored by full-resolution models.
 
-    Prediction runs ``prepare`` in DataLoader workers (CPU, per image), the model on batches, then
-    ``finish`` per image. Training runs ``training_pair`` in workers and ``loss`` / ``metrics`` on batches.
+    Prediction runs ``prepare_compact`` (``prepare``, or its uint8 form) in DataLoader workers (CPU, per image, on
+    a photo decoded at ``reduced_size`` where the task allows it), the model on batches, then ``finish`` per image.
+    Training calls ``prepare_training`` once, then runs ``training_pair`` in workers and ``loss`` / ``metrics`` on
+    batches.
     """
 
     #: Pillow mode family of the written output, for documentation ("L", "RGB", "mask").
@@ -52,6 +54,19 @@ class Task:
         """Photo -> (network input (C_in, h, w) float32 in [0, 1], context for :meth:`finish`)."""
         raise NotImplementedError
 
+    def prepare_compact(self, photo: Photo) -> tuple[torch.Tensor, dict]:
+        """:meth:`prepare` as the predictor runs it (``predict``'s DataLoader workers, :class:`Predictor`): the
+        same, except that the network input may be uint8 (C_in, h, w) holding 255 x the float32 input exactly
+        (an 8-bit photo at full size), which ``Predictor.forward`` divides by 255: a quarter of the bytes handed
+        from the workers, and no float32 copy of a full-size photo. Default: :meth:`prepare`."""
+        return self.prepare(photo)
+
+    def reduced_size(self, size: tuple[int, int]) -> tuple[int, int] | None:
+        """The smallest (W, H) at which :meth:`prepare` needs a photo shown at ``size`` = (W, H), or None (the
+        default) for its full size: ``predict`` then lets the decoder work at a reduced scale
+        (:func:`unetcli.imageio.read_photo`'s ``reduce_to``), and ``photo.size`` stays the size as shown."""
+        return None
+
     def finish(self, output: torch.Tensor, ctx: dict) -> Image.Image:
         """Network output (C_out, h, w) float32 on the CPU + context -> the Pillow image to write."""
         raise NotImplementedError
@@ -70,8 +85,10 @@ class Task:
         """Per-image validation metrics for a batch: name -> (N,) tensor (averaged by the engine)."""
         raise NotImplementedError
 
-    #: metric used to pick the best checkpoint, and whether larger is better.
+    #: metric used to pick the best checkpoint, and whether larger is better (``train --best-metric`` overrides).
     best_metric = ("psnr", True)
+    #: The per-image validation metrics :meth:`metrics` returns (higher is better for each).
+    metric_names: tuple[str, ...] = ("psnr",)
 
     @classmethod
     def model_kwargs(cls, spec: ModelSpec, state: dict[str, torch.Tensor]) -> dict:
@@ -90,14 +107,31 @@ class Task:
         """A training folder decoded into memory: (paths, photos (H, W, 3) float32 in [0, 1], masks or None).
 
         Default: every readable photo in ``folder`` (:func:`unetcli.data.load_training_photos`; ``warn(path,
-        reason)`` for each skipped file), no masks.
+        reason)`` for each skipped file), no masks; for models with a ``working_size``, scaled so that the longest
+        side is the working size (the scale prediction runs at).
 
         Raises:
             UsageError: see the data loader.
         """
-        from unetcli.data import load_training_photos  # unetcli.data imports this module
+        from unetcli.data import load_training_photos, scale_longest_side  # unetcli.data imports this module
 
-        return (*load_training_photos(folder, warn=warn), None)
+        paths, photos = load_training_photos(folder, warn=warn)
+        if spec.working_size:  # train at the scale prediction runs at: longest side = working size
+            photos = [scale_longest_side(p, None, spec.working_size)[0] for p in photos]
+        return paths, photos, None
+
+    def prepare_training(self, photos: list[np.ndarray]) -> None:
+        """Called once by ``train`` with the training photos ((H, W, 3) uint8 sRGB, as loaded) before the first
+        batch: tasks whose loss depends on statistics of the data (colour rebalancing) compute them here.
+        Default: nothing."""
+
+    def working_shape(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(W, H) of the network input for a photo of ``size`` = (W, H) (working-size models): ``size`` x ``size``
+        (squashed), or, for models with a ``working_size``, the longest side = ``size`` with the aspect ratio
+        kept."""
+        if not self.spec.working_size:
+            return self.size, self.size
+        return longest_side_size(size, self.size)
 
     def evaluation_input(self, rgb: np.ndarray) -> Image.Image:
         """The image a user would give the model for a colour photo (H, W, 3) float32 sRGB in [0, 1], as an

@@ -2,90 +2,171 @@
 
 Zhang, Isola & Efros, "Colorful Image Colorization" (ECCV 2016), and DeOldify: the network sees the luminance
 at a working size; its colours (the a/b channels of CIE Lab) are upsampled to the photo's size and joined with
-the photo's own full-resolution L, so every detail of the input's luminance is kept.
+the photo's own full-resolution L, so every detail of the input's luminance is kept. The recombination runs in
+float32 torch with kornia's Lab -> sRGB conversion (the formulas of scikit-image's ``lab2rgb``: D65 white,
+sRGB transfer curve; tests hold its 8-bit output to scikit-image's float64 one).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from skimage.color import gray2rgb, lab2rgb, rgb2gray, rgb2lab
+from skimage.color import gray2rgb, rgb2gray
 
 from unetcli.imageio import Photo, to_uint8
 from unetcli.metrics import colorfulness, psnr
 from unetcli.tasks.base import GRAY_INPUT, Task, chw, resize_float, with_alpha
 
+#: Largest change of L* (0..100) that the gamut handling of :func:`lab_to_rgb_keeping_lightness` accepts.
+LIGHTNESS_TOLERANCE = 0.05
 
-def lab_to_rgb_keeping_lightness(lab: np.ndarray, iterations: int = 8) -> np.ndarray:
-    """CIE Lab (H, W, 3) float (L 0..100, a/b about -128..127) -> sRGB (H, W, 3) float64 in [0, 1], L preserved.
 
-    ``skimage.color.lab2rgb`` clips colours outside the sRGB gamut channel by channel, which changes their
-    lightness. Here such pixels instead keep their L and hue and lose chroma: their (a, b) is scaled down by the
-    largest factor in [0, 1] (found by bisection, ``iterations`` steps, on the out-of-gamut pixels only) whose
-    colour round-trips through ``lab2rgb``/``rgb2lab`` with L unchanged (within 0.05).
+def lab_to_rgb_keeping_lightness(lab: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+    """CIE Lab (3, N) float32 (L 0..100, a/b about -128..127) -> sRGB (3, N) float32 in [0, 1], L preserved.
+
+    The conversion is ``kornia.color.lab_to_rgb`` (D65 white, the formulas of ``skimage.color.lab2rgb``), which
+    clips colours outside the sRGB gamut channel by channel and so changes their lightness. Here such pixels
+    (:func:`lab_to_rgb_clipped`) instead keep their L and hue and lose chroma (:func:`reduce_chroma`). The same
+    rule, and the same pixels and factors up to float32 rounding, as the float64 scikit-image version this
+    replaces (``lab2rgb`` then ``rgb2lab``, kept as the reference in tests/test_colorize.py).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # skimage warns about the clipping this function resolves
-        rgb = lab2rgb(lab)
-        # lab2rgb clips to [0, 1]: only a pixel with a channel at exactly 0 or 1 can have been moved, so the
-        # round-trip check runs on those alone (usually a small part of the photo).
-        bad = ((rgb <= 0.0) | (rgb >= 1.0)).any(axis=-1)
-        if bad.any():
-            bad[bad] = np.abs(rgb2lab(rgb[bad][None])[0, :, 0] - lab[bad][:, 0]) > 0.05
-        if not bad.any():
-            return rgb
-        sub = lab[bad]  # (K, 3)
-        lo, hi = np.zeros(len(sub)), np.ones(len(sub))
-        for _ in range(iterations):
-            mid = (lo + hi) / 2
-            trial = np.concatenate([sub[:, :1], sub[:, 1:] * mid[:, None]], axis=1)[None]
-            ok = np.abs(rgb2lab(lab2rgb(trial))[0, :, 0] - sub[:, 0]) <= 0.05
-            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-        fixed = np.concatenate([sub[:, :1], sub[:, 1:] * lo[:, None]], axis=1)[None]
-        rgb[bad] = lab2rgb(fixed)[0]
+    rgb, bad = lab_to_rgb_clipped(lab)
+    if len(bad):
+        rgb[:, bad] = reduce_chroma(lab[:, bad], iterations)
     return rgb
 
 
-def lightness_of_gray(gray: np.ndarray) -> np.ndarray:
-    """CIE L* (0..100, float64) of a gray sRGB image (H, W) in [0, 1]: ``rgb2lab(gray2rgb(gray))[..., 0]``.
+def lab_to_rgb_clipped(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIE Lab (3, N) float32 -> (sRGB (3, N) float32 clipped to [0, 1] by ``kornia.color.lab_to_rgb``, indices
+    (K,) int64 of the pixels whose clipping changed their L by more than :data:`LIGHTNESS_TOLERANCE`)."""
+    from kornia.color import lab_to_rgb  # 0.25 s of import: only when a photo is recombined
 
-    Written out because scikit-image has no luminance-only path: its ``rgb2lab`` converts three identical
-    channels through XYZ at full size, which was 13 % of ``unetcli predict --model colorize`` in the profile
-    (benchmarks/README.md). For R = G = B the sRGB -> XYZ matrix gives Y = the linearised value (its Y row sums
-    to 1), so L* = 116 f(Y) - 16 with the CIE f (D65 white, Y_n = 1) and the sRGB transfer curve exactly as
-    scikit-image applies them (tests check the two agree within 1e-4).
+    rgb = lab_to_rgb(lab[:, None], clip=False)[:, 0]
+    # Only a pixel whose unclipped sRGB leaves [0, 1] is moved by the clip, so the lightness check runs on those
+    # alone (usually a few percent of the photo): max |rgb - 0.5| > 0.5 is one pass and one reduction.
+    suspect = ((rgb - 0.5).abs_().amax(dim=0) > 0.5).nonzero()[:, 0]
+    rgb.clamp_(0.0, 1.0)
+    sub = lab[:, suspect]
+    return rgb, suspect[(clipped_lightness(sub) - sub[0]).abs() > LIGHTNESS_TOLERANCE]
+
+
+def reduce_chroma(lab: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+    """Out-of-gamut CIE Lab colours (3, K) float32 -> sRGB (3, K) float32 in [0, 1] of the same L and hue: (a, b)
+    scaled down by the largest factor in [0, 1] (bisection, ``iterations`` steps) whose colour, clipped to the
+    gamut, still has its L within :data:`LIGHTNESS_TOLERANCE` (:func:`clipped_lightness`)."""
+    from kornia.color import lab_to_rgb
+
+    lo, hi = torch.zeros(lab.shape[1]), torch.ones(lab.shape[1])
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        ok = (clipped_lightness(lab, mid) - lab[0]).abs() <= LIGHTNESS_TOLERANCE
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return lab_to_rgb(torch.cat([lab[:1], lab[1:] * lo], dim=0)[:, None], clip=True)[:, 0]
+
+
+def clipped_lightness(lab: torch.Tensor, chroma: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """L* (K,) float32 of the colours (L, ``chroma`` a, ``chroma`` b) of ``lab`` (3, K) float32 after
+    ``kornia.color.lab_to_rgb`` clips them to the sRGB gamut: what ``rgb_to_lab(lab_to_rgb(...))[0]`` gives.
+
+    Lab -> XYZ is written out (CIE f^-1, D65 white, z clamped at 0: kornia's and scikit-image's steps, which kornia
+    does not expose on their own) and the clip is taken on linear RGB, where it is the same clip (the sRGB curve
+    maps [0, 1] onto itself): the round trip through sRGB would cost two gamma curves per bisection step.
     """
-    v = gray.astype(np.float64)
-    y = np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
-    f = np.where(y > 0.008856, np.cbrt(y), 7.787 * y + 16.0 / 116.0)
-    return 116.0 * f - 16.0
+    from kornia.color import rgb_to_xyz, xyz_to_rgb
+
+    fy = (lab[0] + 16.0) / 116.0
+    fxyz = torch.stack([fy + lab[1] * (chroma / 500.0), fy, (fy - lab[2] * (chroma / 200.0)).clamp(min=0.0)])
+    xyz = torch.where(fxyz > 0.2068966, fxyz * fxyz * fxyz, (fxyz - 4.0 / 29.0) / 7.787)
+    xyz *= torch.tensor([0.95047, 1.0, 1.08883])[:, None]
+    linear = xyz_to_rgb(xyz[:, None]).clamp_(0.0, 1.0)
+    return lightness_of_luminance(rgb_to_xyz(linear)[1, 0])
 
 
-#: Pixels converted at a time by :func:`recombine`: the float64 Lab -> sRGB conversion of scikit-image makes about
-#: ten full-size float64 temporaries (4.1 GB at 6000 x 4000 when done on the whole photo at once); a strip of
-#: 256 k pixels keeps them near 50 MB whatever the photo's size.
+def lightness_of_luminance(y: torch.Tensor) -> torch.Tensor:
+    """CIE L* (0..100) of relative luminance Y (Y_n = 1, any shape, float32): ``116 f(Y) - 16`` with the CIE f
+    (threshold 0.008856, slope 7.787) as scikit-image's ``xyz2lab`` and kornia's ``rgb_to_lab`` apply it."""
+    f = torch.where(y > 0.008856, y.clamp(min=0.008856).pow(1.0 / 3.0), y * 7.787 + 16.0 / 116.0)
+    return f.mul_(116.0).sub_(16.0)
+
+
+def lightness_of_gray(gray: torch.Tensor) -> torch.Tensor:
+    """CIE L* (same shape, float32, 0..100) of a gray sRGB image (any shape, float) in [0, 1]: what
+    ``rgb2lab(gray2rgb(gray))[..., 0]`` (scikit-image) or ``kornia.color.rgb_to_lab`` give for R = G = B.
+
+    Written out because neither library has a luminance-only path: both convert three identical channels through
+    XYZ (three times the work; in scikit-image's float64 it was 13 % of ``unetcli predict --model colorize``,
+    benchmarks/README.md). For R = G = B the sRGB -> XYZ matrix gives Y = the linearised value (its Y row sums to
+    1), so L* = :func:`lightness_of_luminance` of the value through the sRGB transfer curve (tests check it
+    against scikit-image within 1e-4).
+    """
+    v = gray.float()
+    return lightness_of_luminance(torch.where(v > 0.04045, ((v.clamp(min=0.04045) + 0.055) / 1.055).pow_(2.4),
+                                              v / 12.92))
+
+
+def upsample_ab(ab: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """a/b (h, w, 2) float32 at the working size -> (2, H, W) float32 at ``size`` = (H, W), bilinear.
+
+    ``F.interpolate(mode="bilinear", align_corners=False, antialias=True)``: pixel centres aligned, edge pixels
+    repeated, and when an axis shrinks (a photo smaller than the working size) the filter widens with the scale:
+    the weights of Pillow's bilinear resize (mode "F") that this replaces (measured: within 3e-3 a/b units of it,
+    float32 rounding, up and down; 2.5x faster at 6000 x 4000 on one core).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(ab, dtype=np.float32)).permute(2, 0, 1)[None]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+#: Pixels converted at a time by :func:`recombine`: kornia's Lab -> sRGB conversion and the gamut check make
+#: float32 temporaries of about 140 bytes per pixel converted (3.9 GB at 6000 x 4000 on the whole photo at once);
+#: a strip of 256 k pixels keeps them near 40 MB whatever the photo's size. Much smaller strips cost time: each
+#: strip is some 60 torch calls of Python overhead (measured on one core: 49 ns per pixel at 256 k pixels, 61 at
+#: 64 k, 120 at 16 k).
 STRIP_PIXELS = 1 << 18
 
 
-def recombine(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """Full-resolution CIE Lab recombination: L of the gray photo (H, W) in [0, 1] with colours ``ab`` (H, W, 2)
-    -> (H, W, 3) uint8 sRGB (:func:`lab_to_rgb_keeping_lightness`), in strips of rows.
+def recombine(gray: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+    """Full-resolution CIE Lab recombination: L of the gray photo (H, W) float in [0, 1]
+    (:func:`lightness_of_gray`) with colours ``ab`` (2, H, W) float32 -> (H, W, 3) uint8 sRGB
+    (:func:`lab_to_rgb_keeping_lightness`, rounded to nearest), in strips of about :data:`STRIP_PIXELS` pixels.
 
-    Every step is per pixel, so the strips give exactly the 8-bit values of converting the whole photo at once
-    (tested), in float64 as before, with memory of the photo's own buffers (the uint8 result) plus one strip.
+    The out-of-gamut pixels of several strips are gathered and their chroma reduced together, at most about
+    :data:`STRIP_PIXELS` at a time (each bisection costs about 1.5 ms of torch calls whatever its size, and real
+    photos have a few percent of such pixels). Every step is per pixel, so the strips give the 8-bit values of
+    converting the whole photo at once (tested), with memory of the photo's own buffers (the uint8 result) plus
+    one strip.
     """
     h, w = gray.shape
-    out = np.empty((h, w, 3), np.uint8)
+    out = torch.empty((h, w, 3), dtype=torch.uint8)
+    pixels = out.view(h * w, 3)
     rows = max(1, STRIP_PIXELS // max(w, 1))
+    where, colours = [], []  # out-of-gamut pixels not yet fixed: flat indices (K,), Lab (3, K)
+
+    def fix_gathered() -> None:
+        if where:
+            pixels[torch.cat(where)] = _to_uint8(reduce_chroma(torch.cat(colours, dim=1))).T
+            where.clear()
+            colours.clear()
+
     for top in range(0, h, rows):
         part = slice(top, top + rows)
-        lab = np.concatenate([lightness_of_gray(gray[part])[:, :, None], ab[part]], axis=2)
-        out[part] = to_uint8(lab_to_rgb_keeping_lightness(lab))
-    return out
+        n = gray[part].numel()
+        lab = torch.cat([lightness_of_gray(gray[part]).reshape(1, n), ab[:, part].reshape(2, n)], dim=0)
+        rgb, bad = lab_to_rgb_clipped(lab)
+        out[part] = _to_uint8(rgb).reshape(3, -1, w).permute(1, 2, 0)
+        if len(bad):
+            where.append(bad + top * w)
+            colours.append(lab[:, bad])
+            if sum(len(i) for i in where) >= STRIP_PIXELS:
+                fix_gathered()
+    fix_gathered()
+    return out.numpy()
+
+
+def _to_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    """float sRGB in [0, 1] -> uint8, rounded to nearest (:func:`unetcli.imageio.to_uint8` in torch)."""
+    return rgb.mul(255.0).add_(0.5).to(torch.uint8)
 
 
 def luminance(photo: Photo) -> np.ndarray:
@@ -100,27 +181,32 @@ class ColorizeTask(Task):
     Output of the network: (3, size, size) sRGB, clamped to [0, 1]; converted to CIE Lab, its a/b channels
     upsampled (bilinear) to the photo's H x W and joined with the photo's own L, then converted back to sRGB
     (out-of-gamut colours lose chroma, not lightness: :func:`lab_to_rgb_keeping_lightness`) in strips of rows
-    (:func:`recombine`), so a 6000 x 4000 photo needs about 0.5 GB instead of 4.1 GB.
+    (:func:`recombine`), all in float32 torch, so a 6000 x 4000 photo needs the photo's own buffers plus one strip.
     """
 
     output_kind = "RGB"
+    metric_names = ("psnr", "colorfulness")
     export_io = ("gray", "rgb", GRAY_INPUT, "sRGB, about [0, 1] but not clamped (clamp to [0, 1] before use)")
 
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
         gray = luminance(photo)
-        small = resize_float(gray, (self.size, self.size))
+        small = resize_float(gray, self.working_shape(photo.size))
         return chw(small), {"gray": torch.from_numpy(gray), "alpha": photo.alpha}
 
+    def ab_of(self, output: torch.Tensor) -> np.ndarray:
+        """The network's output (3, h, w) sRGB -> its colours as CIE a/b (h, w, 2) float32 (``kornia.color.rgb_to_lab``
+        of the output clamped to [0, 1]; scikit-image's ``rgb2lab`` formulas in float32)."""
+        from kornia.color import rgb_to_lab  # 0.25 s of import: only when a photo is recombined
+
+        return rgb_to_lab(output.float().clamp(0, 1))[1:].permute(1, 2, 0).contiguous().numpy()
+
     def finish(self, output: torch.Tensor, ctx: dict) -> Image.Image:
-        """The network's colours (a/b) upsampled to the photo and joined with its own L, converted back to sRGB
-        in strips of about :data:`STRIP_PIXELS` pixels (:func:`recombine`)."""
-        gray = ctx["gray"].numpy()
-        h, w = gray.shape
-        rgb_small = output.float().clamp(0, 1).permute(1, 2, 0).numpy()
-        ab_small = rgb2lab(rgb_small)[:, :, 1:].astype(np.float32)
-        ab = np.empty((h, w, 2), np.float32)  # filled channel by channel: one full-size temporary at a time
-        for c in range(2):
-            ab[:, :, c] = resize_float(ab_small[:, :, c], (w, h))
+        """The network's colours (a/b (h, w, 2), :meth:`ab_of`) upsampled to the photo's H x W (:func:`upsample_ab`)
+        and joined with its own L (``ctx["gray"]``: (H, W) float32 in [0, 1]), converted back to sRGB in strips of
+        about :data:`STRIP_PIXELS` pixels (:func:`recombine`); ``ctx["alpha"]`` ((H, W) uint8 or None) is
+        attached unchanged. Returns an "RGB" or "RGBA" image of the photo's size."""
+        gray = ctx["gray"]
+        ab = upsample_ab(self.ab_of(output), tuple(gray.shape))
         return with_alpha(Image.fromarray(recombine(gray, ab), mode="RGB"), ctx.get("alpha"))
 
     def training_pair(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,17 @@ from skimage.color import rgb2gray
 from unetcli.imageio import Photo, to_uint8
 from unetcli.metrics import psnr
 from unetcli.tasks.base import RGB_INPUT, Task, chw, with_alpha
+
+
+def uint8_chw(arr: np.ndarray) -> torch.Tensor:
+    """(H, W, C) uint8 array -> (C, H, W) uint8 tensor sharing its memory (channels-last strides, no copy).
+
+    Pillow's arrays are read-only (``np.asarray`` of an image); the tensor is only read (by ``Predictor.forward``,
+    or copied into shared memory by a DataLoader worker), so PyTorch's warning about that is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 class DecolorizeTask(Task):
@@ -25,6 +38,13 @@ class DecolorizeTask(Task):
 
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
         return chw(photo.rgb), {"alpha": photo.alpha}
+
+    def prepare_compact(self, photo: Photo) -> tuple[torch.Tensor, dict]:
+        """An 8-bit photo as its uint8 values (3, H, W), a view of ``photo.rgb8`` (H, W, 3): no copy, and the
+        channels-last layout the network runs in; other photos as :meth:`prepare`."""
+        if photo.rgb8 is None:
+            return self.prepare(photo)
+        return uint8_chw(photo.rgb8), {"alpha": photo.alpha}
 
     def finish(self, output: torch.Tensor, ctx: dict) -> Image.Image:
         gray = to_uint8(output[0].float().numpy())
