@@ -509,7 +509,11 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 def _worker_died(exc: BaseException) -> str | None:
-    """How a DataLoader worker died, in words, if ``exc`` is PyTorch's error for it (else None)."""
+    """How a DataLoader worker died, in words, if ``exc`` is PyTorch's error for it, or the broken connection of a
+    worker killed while it handed a sample's shared memory over (``ConnectionError``/``EOFError`` from
+    ``multiprocessing``'s resource sharer); else None."""
+    if isinstance(exc, (ConnectionError, EOFError)):
+        return "it exited unexpectedly"
     text = str(exc)
     if not isinstance(exc, RuntimeError) or "DataLoader worker" not in text:
         return None
@@ -680,7 +684,7 @@ class _BatchRunner:
                     if sample is None:
                         break
                     self.take(sample)
-            except RuntimeError as exc:
+            except (RuntimeError, ConnectionError, EOFError) as exc:
                 why = _worker_died(exc)
                 if why is None:
                     raise
