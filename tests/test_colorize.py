@@ -88,8 +88,8 @@ class _GivenAB(ColorizeTask):
         super().__init__(get_spec("unet-colorize"))
         self.ab_small = ab_small
 
-    def ab_of(self, output: torch.Tensor) -> np.ndarray:
-        return self.ab_small
+    def ab_of(self, output: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.ab_small).permute(2, 0, 1)
 
 
 @pytest.mark.parametrize("photo", REAL_PHOTOS[:2], ids=lambda p: p.stem)
@@ -147,7 +147,7 @@ def test_upsample_matches_pillow_bilinear_up_and_down():
     ab = rgb2lab(rgb)[..., 1:].astype(np.float32)
     for h, w in ((768, 1024), (40, 300), (50, 60)):
         want = np.stack([resize_float(ab[..., c], (w, h)) for c in range(2)])
-        got = colorize.upsample_ab(ab, (h, w))
+        got = colorize.upsample_ab(torch.from_numpy(ab).permute(2, 0, 1), (h, w))
         assert got.shape == (2, h, w) and got.dtype == torch.float32
         assert np.abs(got.numpy() - want).max() <= 5e-3, (h, w)
 

@@ -72,8 +72,8 @@ class MobileNetV2UNet(PaddedUNet):
         """(N, in_channels, H, W) with H, W multiples of 32 -> (N, out_channels, H, W)."""
         if self.in_channels == 1:
             x = x.expand(-1, 3, -1, -1)
-        autocast_on = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)  # not on "meta"
-        if self.encoder_fp32_inference and not self.training and autocast_on:
+        if (self.encoder_fp32_inference and not self.training and x.device.type in ("cpu", "cuda")  # not "meta"
+                and torch.is_autocast_enabled(x.device.type)):
             with torch.autocast(x.device.type, enabled=False):
                 *skips, x = self.encoder(x.float())
         else:

@@ -146,9 +146,9 @@ class LabColorizeTask(ColorizeTask):
         """The rebalancing weights from the training photos' colours (:func:`ab_prior`, :func:`rebalance_weights`)."""
         self.weights = rebalance_weights(ab_prior(photos), self.rebalance_lambda)
 
-    def ab_of(self, output: torch.Tensor) -> np.ndarray:
-        """(C, h, w) network output -> (h, w, 2) float32 CIE a/b (:func:`decode_ab`)."""
-        return decode_ab(output[None])[0].permute(1, 2, 0).numpy()
+    def ab_of(self, output: torch.Tensor) -> torch.Tensor:
+        """(C, h, w) network output -> (2, h, w) float32 CIE a/b (:func:`decode_ab`)."""
+        return decode_ab(output[None])[0]
 
     def training_pair(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lab = rgb2lab(rgb).astype(np.float32)
