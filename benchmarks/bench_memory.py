@@ -6,7 +6,7 @@ configuration and prints one Markdown table row per run, for ``benchmarks/README
 
 * with ``--workers 0`` everything happens in the one process, so its peak RSS (``os.wait4``'s ``ru_maxrss``)
   is the command's whole peak;
-* with DataLoader workers (the default ``--workers 2``) memory is spread over processes that share pages, so
+* with DataLoader workers (``predict``'s default: 2, or 1 on one usable core) memory is spread over processes that share pages, so
   the script samples the proportional set size (``Pss`` of ``/proc/PID/smaps_rollup``) of the process tree
   every 50 ms and reports the largest sum.
 

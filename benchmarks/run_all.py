@@ -76,6 +76,10 @@ DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Predict's default --batch-size: the model-only figures use the same batch.
 PREDICT_BATCH = 8
+#: Seconds between the PSS samples of :func:`run_child`. ``--only floor`` samples once a second: its figure reports
+#: no memory, and on the one core it runs on, reading /proc every 50 ms took 12-16 % of ``predict``'s time and a
+#: quarter of the model-only part's (issue 18, measured).
+PSS_INTERVAL_S = 0.05
 
 
 # --------------------------------------------------------------------------------------------------- running
@@ -112,7 +116,7 @@ def run_child(cmd: list[str], threads: int, cwd: Path = ROOT, timeout: float = 3
         nonlocal peak_pss
         while not done.is_set():
             peak_pss = max(peak_pss, sum(_pss_kb(p) for p in _tree(proc.pid)))
-            time.sleep(0.05)
+            time.sleep(PSS_INTERVAL_S)
 
     threads_ = [threading.Thread(target=f, daemon=True) for f in (read_stdout, read_stderr, sample)]
     for t in threads_:
@@ -642,6 +646,8 @@ def only_floor(args) -> None:
     """``--only floor``: figure 8 alone on ``--n-photos`` of ``--photos`` (default 64, quick 16) plus
     ``--floor-big`` 6000x4000 photos (default 2, quick 0); prints its table (and, with ``--out``, writes the JSON
     and the table beside it, profiles in ``--profile-dir`` or ``profile-floor/`` beside ``--out``)."""
+    global PSS_INTERVAL_S
+    PSS_INTERVAL_S = 1.0
     started = time.time()
     quick = args.quick
     n_photos = args.n_photos or (16 if quick else 64)

@@ -390,6 +390,31 @@ def test_a_killed_decoding_worker_costs_nothing(slow_run, tmp_path):
     assert len(_outputs(out)) == 16 and _hidden(out) == []
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_on_one_core_the_default_is_one_decoding_worker_and_a_killed_worker_costs_nothing(slow_run, tmp_path):
+    """No --workers, in a process that may use one core (what taskset or a cpuset gives): one decoding worker
+    process (not --workers 0, though faster there: a crashed decoder must cost one file, not the run)."""
+    args, src, out = slow_run
+    log, core = tmp_path / "log", min(os.sched_getaffinity(0))
+
+    def one_core():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.sched_setaffinity(0, {core})
+
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(_command(*args, src, out), stdout=f, stderr=subprocess.STDOUT, env=_env(),
+                                preexec_fn=one_core)
+    _wait_for(lambda: out.is_dir() and len(_outputs(out)) >= 1 and _children(proc.pid), proc, log)
+    workers = _children(proc.pid)
+    os.kill(workers[0], signal.SIGKILL)  # what the out-of-memory killer, or a codec's segfault, does
+    assert proc.wait(timeout=300) == 0, log.read_text()
+    assert len(workers) == 1
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert "done 16, skipped 0, failed 0" in text
+    assert len(_outputs(out)) == 16 and _hidden(out) == []
+
+
 class _OutOfMemoryAbove(torch.nn.Module):
     """Wraps the real model; raises torch's real out-of-memory error for batches of several images or more than
     ``pixels`` pixels (what a GPU does on a too-large batch), and always for an all-red image."""

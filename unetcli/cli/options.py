@@ -78,6 +78,11 @@ PrecisionOpt = Annotated[Precision, typer.Option(
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, metavar="N", help="Images per batch.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0, metavar="N",
                                          help="DataLoader worker processes that decode images while the model runs.")]
+PredictWorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", "-j", min=0, metavar="N", show_default=False,
+    help="Worker processes that decode images while the model runs (a decoder crash then costs one file, not the "
+         "run); 0 decodes in the main process. [default: 1 where this process may use one CPU core (taskset, "
+         "cpuset), else 2]")]
 SizeOpt = Annotated[Optional[int], typer.Option(
     "--size", min=16, metavar="PX",
     help="Working size in pixels (square) for models that do not run at full resolution. "

@@ -14,8 +14,9 @@ import typer
 from rich.markup import escape
 
 from unetcli import console
+from unetcli.cli import skip_teardown
 from unetcli.cli.options import (BatchSizeOpt, DeviceOpt, ModelOpt, OutDirArg, OutputTypeOpt, PrecisionOpt,
-                                 PredictWeightsOpt, SizeOpt, WorkersOpt, parse_shard)
+                                 PredictWeightsOpt, PredictWorkersOpt, SizeOpt, parse_shard)
 from unetcli.devices import Precision
 from unetcli.engine.predict import FileResult, PredictOptions, PredictSummary, StopRun, output_file
 from unetcli.engine.predict import predict as run_predict
@@ -57,7 +58,7 @@ def predict(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.auto,
     batch_size: BatchSizeOpt = 8,
-    workers: WorkersOpt = 2,
+    workers: PredictWorkersOpt = None,
     size: SizeOpt = None,
     ext: Annotated[Optional[str], typer.Option(
         "--ext", show_default=False, help="Output file extension (format): .png, .jpg, .webp, .tif ...; auto: each "
@@ -147,6 +148,7 @@ def predict(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
     gallery_written = _write_gallery(page, quiet) if page is not None and not s.interrupted else True
+    skip_teardown()  # outputs, output log, --report and gallery are closed: nothing is left for the teardown to do
     _finish(s, output, quiet)
     if not gallery_written:
         raise typer.Exit(EXIT_SOME_FAILED)

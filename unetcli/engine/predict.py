@@ -1,8 +1,9 @@
 """The batch runner of ``unetcli predict``: files -> DataLoader -> :class:`~unetcli.engine.predictor.Predictor`
 (same-size batches, or tiles) -> task post-processing -> atomic writer; fail-fast, report, interrupts.
 
-Decoding and preparing run in DataLoader worker processes while the model runs; post-processing and encoding
-run in writer threads (:data:`WRITER_THREADS`). Images are grouped into batches by their input shape.
+Decoding and preparing run in DataLoader worker processes while the model runs (:func:`default_workers` of
+them unless ``--workers`` says otherwise); post-processing and encoding run in writer threads
+(:func:`writer_threads`). Images are grouped into batches by their input shape.
 Full-resolution models run photos larger than ``tile`` on overlapping tiles (:mod:`unetcli.engine.tiling`), so
 memory does not grow with the photo. Every output is written to a temporary name and renamed, so an interrupted
 (even ``kill -9``-ed) run leaves complete files only, and a rerun skips them and removes the killed run's
@@ -42,8 +43,36 @@ from unetcli.tasks.base import writes_in_flight
 from unetcli.weights import sha256_file, shipped_weights
 
 
-#: Threads that post-process and encode outputs while the model runs.
-WRITER_THREADS = 2
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (``taskset``, a container's cpuset), else
+    ``os.cpu_count()`` where the platform has no affinity call (macOS, Windows). A CPU quota (``docker --cpus``)
+    is not seen."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_workers(cores: int | None = None) -> int:
+    """The DataLoader worker processes that decode photos when ``--workers`` is not given, for ``cores`` usable
+    cores (None: :func:`usable_cores`): 1 on one core, else 2.
+
+    Decoding stays in a worker process even on one core, although ``--workers 0`` is faster there for models whose
+    forward pass is cheap (simple-black: 13-24 % more photos/s; unet-seg: none): a decoder that crashes (a codec's
+    segmentation fault, the out-of-memory killer) then costs its file, retried alone, not the run. A second worker
+    on one core is no faster (measured) and one process more; from two cores on, two decode while the model runs.
+    """
+    cores = usable_cores() if cores is None else cores
+    return 1 if cores <= 1 else 2
+
+
+def writer_threads(cores: int | None = None) -> int:
+    """Threads that post-process and encode outputs while the model runs, for ``cores`` usable cores (None:
+    :func:`usable_cores`): 1 on one core (a second thread has no core to run on), else 2 (post-processing with
+    numpy and scikit-image and encoding with zlib release the GIL, and for working-size models they cost more per
+    image than the forward pass: benchmarks/README.md)."""
+    cores = usable_cores() if cores is None else cores
+    return 1 if cores <= 1 else 2
 
 
 @dataclass
@@ -59,7 +88,8 @@ class PredictOptions:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int = 8
-    workers: int = 2
+    #: DataLoader worker processes decoding photos (0: in the main process); None: :func:`default_workers`.
+    workers: int | None = None
     size: int | None = None
     #: Output extension (format): None is ``.png`` for a folder and OUTPUT's own extension for one output file;
     #: ``"auto"``: each output in its input's format (:func:`unetcli.imageio.auto_output_ext`).
@@ -625,9 +655,7 @@ class _BatchRunner:
         finishes the writes in flight and sets ``summary.interrupted``."""
         opts = self.opts
         self.bar = file_progress(len(self.todo), show_progress)
-        # Two writer threads: post-processing (numpy, scikit-image) and encoding (zlib) release the GIL, and for
-        # working-size models they cost more per image than the forward pass (benchmarks/README.md, profile).
-        self.writer = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="unetcli-writer")
+        self.writer = ThreadPoolExecutor(max_workers=writer_threads(), thread_name_prefix="unetcli-writer")
         with self.interrupts:
             try:
                 for result in early:
@@ -671,7 +699,8 @@ class _BatchRunner:
             if alone:
                 indices, workers = [alone.pop(0)], 1
             else:
-                indices, workers, remaining = remaining, max(0, self.opts.workers), []
+                workers = default_workers() if self.opts.workers is None else max(0, self.opts.workers)
+                indices, remaining = remaining, []
             loader, dataset = self.loader(indices, workers)
             samples = iter(loader)
             sigchld = _quiet_sigchld()
