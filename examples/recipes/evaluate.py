@@ -65,6 +65,9 @@ def main() -> int:
     ap.add_argument("--real-people", type=Path, default=Path("data/real-people/val"),
                     help="segmentation: held-out real photos of people with teacher masks "
                          "(examples/recipes/make_real_people.py); skipped if missing")
+    ap.add_argument("--package-people", type=Path, default=Path("data/package-people"),
+                    help="segmentation: scikit-image's photos of people with teacher masks (never trained on; "
+                         "make_real_people.py --package-photos); skipped if missing")
     ap.add_argument("--no-people", type=Path, default=Path("data/no-people"),
                     help="segmentation: real photos without people (all-zero masks); skipped if missing")
     args = ap.parse_args()
@@ -78,7 +81,7 @@ def main() -> int:
             card = read_card(weights)
             if card["model"].startswith("unet-seg"):
                 _evaluate_segmentation(weights, card, Path(split["val_data"]), precisions,
-                                       args.real_people, args.no_people)
+                                       args.real_people, args.package_people, args.no_people)
                 _ship(weights, args.ship)
                 continue
             colorize = card["model"].startswith("unet-colorize")
@@ -114,15 +117,16 @@ def _ship(weights: Path, ship: bool) -> None:
 
 
 def _evaluate_segmentation(weights: Path, card: dict, val_data: Path, precisions: list[str], real_people: Path,
-                           no_people: Path) -> None:
+                           package_people: Path, no_people: Path) -> None:
     """Segmentation: IoU / Dice at full resolution, per precision, on the held-out composites (--val-data of the run:
-    people and background packages never seen in training), on held-out real photos of people (teacher masks),
-    and the fraction of pixels marked as person on real photos without people."""
+    people and background packages never seen in training), on held-out real photos of people and on scikit-image's
+    photos of people (teacher masks), and the fraction of pixels marked as person on real photos without people."""
     evaluation = {"resolution": "full (each image at its own size; probabilities upsampled, then 0.5)",
                   "held_out_data": str(val_data),
                   "units": "IoU and Dice of the person mask per image, mean/min over images; an image with no "
                            "person predicted empty scores 1; marked_fraction: person pixels / all pixels"}
     sets = [("held_out", val_data)] + [(name, folder) for name, folder in (("real_people", real_people),
+                                                                          ("package_people", package_people),
                                                                           ("no_people", no_people))
                                        if (folder / "images").is_dir()]
     for precision in precisions:
@@ -142,9 +146,10 @@ def _evaluate_segmentation(weights: Path, card: dict, val_data: Path, precisions
             entry["iou_images_with_people"] = _summary(with_people, "iou")
             union = sum(r["union_pixels"] for r in rows)  # IoU over all pixels of all images
             entry["iou_pooled"] = round(sum(r["intersection_pixels"] for r in rows) / union if union else 1.0, 4)
-            entry["per_image" if set_name == "real_people" else "worst"] = sorted(
+            per_image = set_name != "held_out"
+            entry["per_image" if per_image else "worst"] = sorted(
                 ({"image": Path(r["image"]).name, "iou": round(r["iou"], 3)} for r in rows),
-                key=lambda r: r["iou"])[:None if set_name == "real_people" else 5]
+                key=lambda r: r["iou"])[:None if per_image else 5]
             evaluation[f"{set_name}_{precision}"] = entry
             print(weights, precision, set_name, {k: entry[k] for k in ("iou", "dice", "iou_images_with_people")},
                   flush=True)

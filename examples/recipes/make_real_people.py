@@ -29,10 +29,14 @@ Sources (all offline, from Debian bookworm packages):
   fired on nobody are crowds, tiny figures and murals: ``SHARED_PEOPLE_NOT_FOUND``. So ``SHARED_PEOPLE`` is
   empty and the flag adds nothing today; it is there for photos added to the shared pool later.
 
-Split: ``train`` = the vtest.avi pedestrians (one outdoor scene, many different walkers); ``val`` = every other
-photo (other people, other scenes: a footballer, two portraits, an indoor ball player, a seated musician, a
-seated group), plus a few crops of those photos (``VAL_CROPS``: head-and-shoulders and single-person framings
-of the same held-out people, named ``<photo>-crop-*``; count them as one scene with their photo).
+Split (by scene: a photo's crops go with it): ``train`` = the vtest.avi pedestrians (one outdoor scene, many
+different walkers) and the still photos of ``TRAIN_STILLS`` (a footballer, a portrait, a painted dancer; their
+people are cut out and pasted at portrait scale by ``make_real_composites.py``); ``val`` = every other photo (other
+people, other scenes: a portrait, an indoor ball player, a seated group of musicians), plus a few crops of those
+photos (``CROPS``: head-and-shoulders and single-person framings of the same people, named ``<photo>-crop-*``;
+count them as one scene with their photo). Until 2026-12-05 every still photo was in ``val``; measured then:
+models that never saw a real person at portrait scale marked nothing on the portraits (IoU 0.00-0.05), and a few
+real people pasted at portrait scale moved the other fold's portraits to 0.71-0.79 (docs/models.md).
 
 Teachers (MediaPipe 0.10.21, Apache-2.0, CPU): ``pose`` (pose_landmark_full with segmentation) and
 ``selfie_segmentation`` (general model). The selfie model marks 10-25 % of the pixels of photos with nobody
@@ -89,9 +93,12 @@ MUSICIANS = {
     "orchestra": ("Public-Domain", "ABC Informática, commons File:Orchestra_of_the_18th_Century.jpg"),
 }
 
-#: Portrait crops (x0, y0, x1, y1 as fractions of the image) of held-out photos, added to val as extra
-#: framings (head-and-shoulders / single person): the same people as their full photo, so also held out.
-VAL_CROPS = {
+#: Still photos whose people go to ``train`` (with their crops); every other still photo is ``val``.
+TRAIN_STILLS = ("messi5", "portrait-b", "australia")
+
+#: Portrait crops (x0, y0, x1, y1 as fractions of the image) of the still photos, added to their photo's split as
+#: extra framings (head-and-shoulders / single person) of the same people.
+CROPS = {
     "mexico": [("mexico-crop-right", (0.45, 0.0, 1.0, 1.0))],
     "italy": [("italy-crop-centre", (0.25, 0.1, 0.75, 1.0))],
     "ireland": [("ireland-crop-left", (0.0, 0.0, 0.5, 1.0)), ("ireland-crop-right", (0.5, 0.0, 1.0, 1.0))],
@@ -384,8 +391,9 @@ def crop_frac(a: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarr
 
 # --------------------------------------------------------------------------------------------- shared photos
 def held_out_shared() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(background packages held out by ``make_person_composites.py``'s val split, shared photos that are in
-    ``real-people/val``): no shared photo of either ever goes into ``real-people/train``."""
+    """(background packages held out by ``make_person_composites.py``'s val split, shared photos already among
+    the still photos (messi5, in a held-out package too)): no shared photo of either is added by
+    ``--shared-people``."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -493,10 +501,11 @@ def build(args: argparse.Namespace) -> list[list[str]]:
         photos.append((stem, music_split[stem], "gcompris-qt-data",
                        f"rcc/explore_world_music.rcc:/{MUSIC}/{stem}.webp", f"{lic} ({author})", io.BytesIO(data)))
     for stem, split, package, orig, licence, src in photos:
+        split = "train" if stem in TRAIN_STILLS else split
         rgb = np.asarray(Image.open(src).convert("RGB"))
         mask, info = t.mask(rgb)
         emit(stem, split, rgb, mask, package, orig, licence, still, f"people_found={info['people_found']}")
-        for cstem, box in VAL_CROPS.get(stem, []):
+        for cstem, box in CROPS.get(stem, []):
             c = np.ascontiguousarray(crop_frac(rgb, box))
             cm, cinfo = t.mask(c)
             emit(cstem, split, c, cm, package, f"{orig} crop {box}", licence, still,
@@ -539,16 +548,41 @@ def build(args: argparse.Namespace) -> list[list[str]]:
         for r in rows:
             f.write("\t".join(r) + "\n")
     if args.tests:
-        copy_tests(rp / "val", rows, args.tests)
+        copy_tests(rp, rows, args.tests)
+    if args.package_photos:
+        package_people(t, args.package_photos, args.out / "package-people", args.review)
     return rows
 
 
-#: Val images copied (small) into the tests: CC-BY-2.0 photos with a documented author and source.
+def package_people(t: Teachers, src: Path, out: Path, review: Path | None) -> None:
+    """Teacher masks (the gated method of the still photos) for the photos of people that ship inside Python
+    packages (scikit-image's astronaut and cameraman, exported into ``src`` as PNG by the shell recipe: this venv
+    has no scikit-image), into ``out/{images,masks}``: real people that no training set of this project ever
+    contains, for ``evaluate.py``'s ``package_people`` figure. Raises SystemExit if ``src`` has no PNG."""
+    photos = sorted(src.glob("*.png"))
+    if not photos:
+        raise SystemExit(f"{src}: no PNG photos")
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir(parents=True)
+    for p in photos:
+        rgb = np.asarray(Image.open(p).convert("RGB"))
+        mask, info = t.mask(rgb)
+        Image.fromarray(rgb).save(out / "images" / p.name)
+        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(out / "masks" / p.name)
+        if review:
+            overlay(rgb, mask, review / f"package-{p.stem}.png", f"package {p.stem}")
+        print(f"package {p.stem:20s} person={mask.mean():.3f} people_found={info['people_found']}")
+
+
+#: Images copied (small) into the tests: CC-BY-2.0 photos with a documented author and source.
 TEST_PICKS = ("australia", "australia-crop-upper", "ireland", "ireland-crop-right")
 
 
-def copy_tests(val: Path, rows: list[list[str]], dest: Path, side: int = 320, max_bytes: int = 60_000) -> None:
-    """Downscaled JPEG copies (<= max_bytes) of TEST_PICKS with their masks, and a LICENSES.tsv."""
+def copy_tests(rp: Path, rows: list[list[str]], dest: Path, side: int = 320, max_bytes: int = 60_000) -> None:
+    """Downscaled JPEG copies (<= max_bytes) of TEST_PICKS (from ``rp``'s train or val split) with their masks,
+    and a LICENSES.tsv."""
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "images").mkdir(parents=True)
@@ -556,7 +590,8 @@ def copy_tests(val: Path, rows: list[list[str]], dest: Path, side: int = 320, ma
     lic = {r[0][:-4]: r for r in rows}
     lines = ["file\tsource\tlicence"]
     for stem in TEST_PICKS:
-        im = Image.open(val / "images" / f"{stem}.jpg")
+        split = rp / next(r[1] for r in rows if r[0] == f"{stem}.jpg")
+        im = Image.open(split / "images" / f"{stem}.jpg")
         f = side / max(im.size)
         size = (round(im.size[0] * f), round(im.size[1] * f))
         im = im.resize(size, Image.Resampling.LANCZOS)
@@ -564,7 +599,7 @@ def copy_tests(val: Path, rows: list[list[str]], dest: Path, side: int = 320, ma
             im.save(dest / "images" / f"{stem}.jpg", quality=q)
             if (dest / "images" / f"{stem}.jpg").stat().st_size <= max_bytes:
                 break
-        m = Image.open(val / "masks" / f"{stem}.png").resize(size, Image.Resampling.BILINEAR)
+        m = Image.open(split / "masks" / f"{stem}.png").resize(size, Image.Resampling.BILINEAR)
         m.point(lambda v: 255 if v >= 128 else 0).save(dest / "masks" / f"{stem}.png")
         r = lic[stem]
         lines.append(f"{stem}.jpg\tDebian gcompris-qt-data 3.1-2, {r[3]} (downscaled; mask: MediaPipe pseudo-label, "
@@ -581,6 +616,8 @@ def main() -> None:
     parser.add_argument("--no-people", type=int, default=41, help="at most this many no-people photos")
     parser.add_argument("--review", type=Path, help="also write overlay PNGs of every mask here")
     parser.add_argument("--tests", type=Path, help="also copy a few small val pairs here (tests/data/real-people)")
+    parser.add_argument("--package-photos", type=Path,
+                        help="also pseudo-label these PNG photos (scikit-image's people) into OUT/package-people")
     parser.add_argument("--shared-people", action="store_true",
                         help="also pseudo-label the shared photos that show people (SHARED_PEOPLE) into train")
     parser.add_argument("--scan-shared", type=Path, metavar="TSV",
