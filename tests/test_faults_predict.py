@@ -390,6 +390,23 @@ def test_a_killed_decoding_worker_costs_nothing(slow_run, tmp_path):
     assert len(_outputs(out)) == 16 and _hidden(out) == []
 
 
+def test_a_worker_socket_gone_during_the_hand_over_counts_as_a_worker_death(tmp_path):
+    """A Ctrl-C to the whole process group can end a decoding worker while the main process fetches a sample's
+    shared memory from it; multiprocessing then fails to connect to the worker's socket (FileNotFoundError, seen in
+    CI once): a worker death (retried, or the interrupt's count), not a traceback. The same error from anything
+    else stays an error."""
+    from multiprocessing.connection import Client
+
+    from unetcli.engine.predict import _worker_died
+
+    with pytest.raises(FileNotFoundError) as gone:
+        Client(str(tmp_path / "worker-socket"))  # what resource_sharer does, to a socket that no longer exists
+    assert _worker_died(gone.value) == "it exited unexpectedly"
+    with pytest.raises(FileNotFoundError) as other:
+        open(tmp_path / "photo.jpg", "rb")
+    assert _worker_died(other.value) is None
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_on_one_core_the_default_is_one_decoding_worker_and_a_killed_worker_costs_nothing(slow_run, tmp_path):
     """No --workers, in a process that may use one core (what taskset or a cpuset gives): one decoding worker

@@ -21,6 +21,7 @@ import re
 import signal
 import threading
 import time
+import traceback
 from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -540,9 +541,13 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def _worker_died(exc: BaseException) -> str | None:
     """How a DataLoader worker died, in words, if ``exc`` is PyTorch's error for it, or the broken connection of a
-    worker killed while it handed a sample's shared memory over (``ConnectionError``/``EOFError`` from
-    ``multiprocessing``'s resource sharer); else None."""
-    if isinstance(exc, (ConnectionError, EOFError)):
+    worker killed while it handed a sample's shared memory over: ``ConnectionError``/``EOFError``, or
+    ``FileNotFoundError`` for the worker's socket already gone (seen in CI on a Ctrl-C to the process group), from
+    ``multiprocessing``'s resource sharer; else None."""
+    if isinstance(exc, (ConnectionError, EOFError)) or (
+            isinstance(exc, FileNotFoundError)
+            and any(f.filename.endswith(("resource_sharer.py", "connection.py"))
+                    and "multiprocessing" in f.filename for f in traceback.extract_tb(exc.__traceback__))):
         return "it exited unexpectedly"
     text = str(exc)
     if not isinstance(exc, RuntimeError) or "DataLoader worker" not in text:
@@ -713,7 +718,7 @@ class _BatchRunner:
                     if sample is None:
                         break
                     self.take(sample)
-            except (RuntimeError, ConnectionError, EOFError) as exc:
+            except (RuntimeError, OSError, EOFError) as exc:  # OSError: ConnectionError, FileNotFoundError
                 why = _worker_died(exc)
                 if why is None:
                     raise
