@@ -87,8 +87,9 @@ def skip_teardown() -> None:
     """Called by a command whose files are all written and closed (``predict``, before its final line): when it
     ends, :func:`main` flushes stdout and stderr and ends the process with ``os._exit`` and the command's exit code,
     skipping the interpreter's teardown (freeing every module and torch's operator registrations: about 0.5 s of
-    CPU, a quarter of a one-photo run). Only :func:`main` acts on it (the console script, ``python -m unetcli``);
-    the app run in-process (Typer's ``CliRunner``) exits normally."""
+    CPU, a quarter of a one-photo run). Only :func:`main` acts on it, and only for the process's own command line
+    (the console script, ``python -m unetcli``); ``main(argv)`` called from Python code and the app run in-process
+    (Typer's ``CliRunner``) exit normally."""
     global _SKIP_TEARDOWN
     _SKIP_TEARDOWN = True
 
@@ -116,6 +117,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         __getattr__("app")(args=args, prog_name="unetcli")
     except SystemExit as exc:
-        if _SKIP_TEARDOWN:
+        if _SKIP_TEARDOWN and argv is None:  # the process's own command line, not a call from Python code
             _exit_now(exc.code)
         raise
