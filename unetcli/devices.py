@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from enum import Enum
 
 import torch
@@ -106,6 +107,16 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (``taskset``, a container's cpuset), else
+    ``os.cpu_count()`` where the platform has no affinity call (macOS, Windows). A CPU quota (``docker --cpus``)
+    is not seen."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def describe_environment() -> dict:
     """What ``unetcli env`` reports: versions, the CPU and its bf16 support, CUDA devices, torch's threads, and what
     ``--device auto`` / ``--precision auto`` pick here and why (for "is my GPU used?" questions).
@@ -117,7 +128,6 @@ def describe_environment() -> dict:
         (one dict per device: index, name, capability, memory_gib, bf16) and ``auto`` (``device``,
         ``device_reason``, ``precision``, ``precision_reason``, ``precision_note``).
     """
-    import os
     import platform
 
     from unetcli import __version__
@@ -142,8 +152,7 @@ def describe_environment() -> dict:
     capability = None  # the widest SIMD set ATen's CPU kernels use here (e.g. AVX2, AVX512)
     with contextlib.suppress(Exception):
         capability = torch.backends.cpu.get_cpu_capability()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = {"model": model, "logical_cores": os.cpu_count(), "usable_cores": usable,
+    cpu = {"model": model, "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
            "capability": capability, "amx": probe("_is_amx_tile_supported"),
            "avx512_bf16": probe("_is_avx512_bf16_supported"), "fast_bf16": cpu_has_fast_bf16()}
 

@@ -40,17 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_person_composites import VAL_PACKAGES, jitter, source_pool  # noqa: E402
 
 
-def cutout(image: Path, mask: Path) -> tuple[Image.Image, bool]:
-    """(RGBA cut-out of the mask's bounding box with the mask as alpha, whether the mask reaches the bottom edge).
+def cutout(im: Image.Image, m: Image.Image, name: Path) -> tuple[Image.Image, bool]:
+    """A photo ("RGB") and its mask ("L", 255 = person) -> (RGBA cut-out of the mask's bounding box with the mask
+    as alpha, whether the mask reaches the bottom edge).
 
     Raises:
-        SystemExit: the mask marks nothing.
+        SystemExit: the mask (file ``name``) marks nothing.
     """
-    im = Image.open(image).convert("RGB")
-    m = Image.open(mask).convert("L")
     a = np.asarray(m) > 127
     if not a.any():
-        raise SystemExit(f"{mask}: marks no person")
+        raise SystemExit(f"{name}: marks no person")
     ys, xs = np.nonzero(a)
     rgba = im.copy()
     rgba.putalpha(m)
@@ -110,15 +109,15 @@ def build(data: Path, real: Path, stems: list[str], out: Path, count: int, repea
     cuts = []
     for stem in stems:
         image, mask = real / "images" / f"{stem}.jpg", real / "masks" / f"{stem}.png"
-        with Image.open(image) as im, Image.open(mask) as m:
-            f = side / max(im.size)
-            size = (round(im.width * f), round(im.height * f))
-            small, small_mask = im.convert("RGB").resize(size, Image.Resampling.LANCZOS), m.convert("L").resize(
-                size, Image.Resampling.NEAREST)
+        with Image.open(image) as f_im, Image.open(mask) as f_m:
+            im, m = f_im.convert("RGB"), f_m.convert("L")
+        f = side / max(im.size)
+        size = (round(im.width * f), round(im.height * f))
+        small, small_mask = im.resize(size, Image.Resampling.LANCZOS), m.resize(size, Image.Resampling.NEAREST)
         for k in range(repeat):
             small.save(out / "images" / f"r-{stem}-{k}.jpg", quality=92)
             small_mask.save(out / "masks" / f"r-{stem}-{k}.png")
-        cuts.append(cutout(image, mask))
+        cuts.append(cutout(im, m, mask))
     _, _, photos = source_pool(data)
     backgrounds = [p for p in photos if p.parent.name not in VAL_PACKAGES]
     rng = np.random.default_rng(seed)

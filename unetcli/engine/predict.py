@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 import torch
 
 from unetcli.data import Loader, PredictDataset, keep_sample
+from unetcli.devices import usable_cores
 from unetcli.engine.predictor import Predictor
 from unetcli.engine.progress import ProgressDisplay, file_progress
 from unetcli.errors import UsageError, WeightsError
@@ -42,16 +43,6 @@ from unetcli.models.registry import get_spec
 from unetcli.tasks import task_class
 from unetcli.tasks.base import writes_in_flight
 from unetcli.weights import sha256_file, shipped_weights
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on: its affinity mask (``taskset``, a container's cpuset), else
-    ``os.cpu_count()`` where the platform has no affinity call (macOS, Windows). A CPU quota (``docker --cpus``)
-    is not seen."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def default_workers(cores: int | None = None) -> int:
