@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from unetcli import console
+from unetcli.cli import skip_teardown
 from unetcli.cli.options import MODEL_HELP, DeviceOpt, PrecisionOpt, WorkersOpt, complete_from, model_choices
 from unetcli.devices import Precision
 from unetcli.engine.distributed import launch_local
@@ -139,6 +140,12 @@ def train(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if card:  # rank 0 (or a single process) reports the weights it wrote
         console.out.print(escape(str(Path(opts.out) / f"{card['model']}.safetensors")))
+    if "WORLD_SIZE" in os.environ:
+        # A torchrun rank whose files are written and whose process group is left: no interpreter teardown. In it
+        # the DDP reducer still holds the gloo process group, whose C++ worker threads are then destroyed while
+        # joinable ("terminate called without an active exception", SIGABRT; twice in CI, never reproduced in 22
+        # runs here; pytorch/pytorch#179291 describes the same teardown crash).
+        skip_teardown()
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
