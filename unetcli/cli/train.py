@@ -57,6 +57,10 @@ def train(
     weights: Annotated[Optional[Path], typer.Option(
         "--weights", "-w", rich_help_panel="Run folder", metavar="FILE",
         help="Start from these weights (.safetensors) instead of a random initialisation (fine-tuning).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(
+        "--teacher", rich_help_panel="Model and data", metavar="FILE",
+        help="Segmentation: learn these weights' outputs (a one-class segmenter's .safetensors) instead of the "
+             "masks, on mixed-up crops (knowledge distillation; masks still score validation).")] = None,
     epochs: Annotated[Optional[int], typer.Option(
         "--epochs", "-e", rich_help_panel="Schedule", min=1, metavar="N",
         help="Total epochs of the run. [default: 10; with --resume, the run's own]")] = None,
@@ -129,6 +133,7 @@ def train(
                         lr_schedule=lr_schedule.value if lr_schedule is not None else None, init_weights=weights,
                         crops_per_photo=crops_per_photo, freeze_bn_after=freeze_bn_after,
                         freeze_encoder_epochs=freeze_encoder_epochs, best_metric=best_metric, sync_bn=sync_bn,
+                        teacher=teacher,
                         save_every=save_every,
                         device=device, precision=precision.value,
                         workers=workers, resume=resume is not None, auto_name=resume is None and out is None)

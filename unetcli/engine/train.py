@@ -83,6 +83,9 @@ class TrainOptions:
     #: ``metric_names`` (higher is better); None: the task's own choice (``Task.best_metric``).
     best_metric: str | None = None
     sync_bn: bool = False
+    #: Segmentation: learn the outputs of these weights (a one-class segmenter's ``.safetensors``) instead of the
+    #: masks, on mixed-up training crops (knowledge distillation as function matching; :meth:`_Trainer._step`).
+    teacher: Path | None = None
     #: Minutes between checkpoints within an epoch (single-process runs; 0: only at the end of each epoch).
     save_every: float = 10.0
     resume: bool = False
@@ -96,7 +99,7 @@ class TrainOptions:
 #: Options fixed for the life of a run: on resume they come from the checkpoint (a different value is an error).
 _FIXED_ON_RESUME = ("model", "data", "val_data", "classes", "batch_size", "lr", "size", "val_split", "seed",
                     "lr_schedule", "init_weights", "crops_per_photo", "freeze_bn_after", "freeze_encoder_epochs",
-                    "best_metric")
+                    "best_metric", "teacher")
 _DEFAULTS = {"batch_size": 16, "val_split": 0.1, "seed": 0, "lr_schedule": "constant", "crops_per_photo": 1,
              "classes": 1, "freeze_encoder_epochs": 0}
 #: Epochs of a new run when ``--epochs`` is not given.
@@ -217,6 +220,11 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
         if opts.freeze_encoder_epochs and spec.encoder_weights is None:
             raise UsageError(f"--freeze-encoder-epochs: {spec.name} has no pretrained encoder")
         choices = ("loss", *task_class(spec).metric_names)
+        if opts.teacher is not None:
+            if task_class(spec).output_kind != "mask" or opts.classes != 1:
+                raise UsageError(f"--teacher: distillation trains one-class segmenters ({spec.name}"
+                                 f"{f' with {opts.classes} classes' if opts.classes != 1 else ''} is not one)")
+            teacher_spec(Path(opts.teacher))
         if opts.best_metric is not None and opts.best_metric not in choices:
             raise UsageError(f"--best-metric {opts.best_metric}: {spec.name} validates {', '.join(choices)}")
         if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
@@ -226,6 +234,29 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
         opts.epochs = DEFAULT_EPOCHS if opts.epochs is None else opts.epochs
         opts.out = new_run_folder(Path(opts.out), opts.auto_name)
     return ckpt
+
+
+def teacher_spec(path: Path) -> ModelSpec:
+    """The registry model a ``--teacher`` weights file holds (read from its model card), checked to be a one-class
+    segmenter before a run folder is made.
+
+    Raises:
+        WeightsError: the file is missing, corrupt, or has no model card naming a model.
+        UsageError: not a one-class segmenter, or the card names a model this version does not know.
+    """
+    if not path.is_file():
+        raise WeightsError(f"--teacher {path}: no such file")
+    name = read_card(path).get("model")
+    if name is None:
+        raise WeightsError(f"--teacher {path}: not a unetcli weights file (no model card {path.stem}.json beside it "
+                           f"naming its model)")
+    spec = get_spec(name)
+    if task_class(spec).output_kind != "mask":
+        raise UsageError(f"--teacher {path}: holds {spec.name}, not a segmenter")
+    state, _ = load_state(path, spec)  # checks the file against its card's sha256
+    if state[f"{spec.logits_layer}.weight"].shape[0] != 1:
+        raise UsageError(f"--teacher {path}: {spec.name} with several classes; distillation needs one")
+    return spec
 
 
 def _read_checkpoint(opts: TrainOptions) -> dict:
@@ -614,10 +645,30 @@ class _Trainer:
         self.optimizer.load_state_dict(self.optimizer.state_dict())
         ctx, device = self.ctx, self.device
         self.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
+        self.teacher, self.teacher_card = self._load_teacher() if opts.teacher is not None else (None, None)
         say(f"training {spec.name} on {ctx.world_size} x {device} ({precision_name(self.dtype)}), batch "
             f"{self.batch_size}"
             + (f" x {ctx.world_size} processes = {self.batch_size * ctx.world_size} effective" if ctx.enabled else "")
             + f", lr {self.lr:g}, crops {self.size}x{self.size}, epochs {self.start_epoch + 1}..{opts.epochs}")
+
+    def _load_teacher(self) -> tuple[nn.Module, dict]:
+        """``--teacher``: the model its weights file names, frozen, in eval mode on the training device; and what
+        the card records about it.
+
+        Raises:
+            WeightsError, UsageError: see :func:`teacher_spec` (the file changed since the run started).
+        """
+        from unetcli.engine.model import load_model  # the inference loader (engine.model imports the tasks)
+
+        path = Path(self.opts.teacher)
+        spec = teacher_spec(path)
+        teacher, info = load_model(spec, path, self.device)
+        teacher.requires_grad_(False)
+        self.say(f"teacher {info.path} ({spec.name}, sha256 {info.sha256[:12]}): targets are its probabilities on "
+                 f"mixed-up crops")
+        return teacher, {"weights": str(info.path), "model": spec.name, "sha256": info.sha256,
+                         "targets": "sigmoid of the teacher's logits on each training crop, after mixup (each crop "
+                                    "blended with the one before it in the batch, weight uniform in [0, 1])"}
 
     def _restore(self, model: nn.Module) -> None:
         """Model, optimizer and history from the ``last.pt`` being resumed.
@@ -744,9 +795,20 @@ class _Trainer:
             freeze_batchnorm(self.model.encoder)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One optimisation step on a batch (N, C_in, s, s) -> the batch's mean loss."""
+        """One optimisation step on a batch (N, C_in, s, s) -> the batch's mean loss.
+
+        With ``--teacher`` the batch is mixed up first (crop i blended with crop i-1, weight U(0, 1) per crop, from
+        torch's generator, which checkpoints restore) and the targets ``y`` are replaced by the teacher's
+        probabilities on the mixed crops: function matching (Beyer et al. 2022, "Knowledge distillation: A good
+        teacher is patient and consistent"), a teacher and student that see the same augmented input.
+        """
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = y.to(self.device, non_blocking=True)
+        if self.teacher is not None:
+            w = torch.rand(len(x), 1, 1, 1).to(self.device)
+            x = (w * x + (1 - w) * x.roll(1, dims=0)).contiguous(memory_format=torch.channels_last)
+            with torch.no_grad(), autocast(self.device, self.dtype):
+                y = torch.sigmoid(self.teacher(x).float())
         with autocast(self.device, self.dtype):
             out = self.net(x)
         loss = self.task.loss(out, y)  # fp32: tasks cast outputs to float before the loss
@@ -793,6 +855,7 @@ class _Trainer:
                          "wall_time_s": round(self.wall, 1), "precision": precision_name(self.dtype),
                          "device": str(self.device), "world_size": ctx.world_size,
                          "effective_batch_size": self.batch_size * ctx.world_size,
+                         **({"teacher": self.teacher_card} if self.teacher_card else {}),
                          "train_photos": len(self.data.train), "val_photos": len(self.data.val)},
             "metrics": {"validation": metrics, "best_epoch": epoch + 1, "best_metric": self.best_key}}))
 
