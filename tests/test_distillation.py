@@ -82,7 +82,8 @@ def test_teacher_errors_are_one_line_and_leave_no_run_folder(tmp_path):
              ([*COMMON, "--classes", "3", "--teacher", teacher], "with 3 classes is not one"),
              ([*COMMON, "--teacher", tmp_path / "missing.safetensors"], "missing.safetensors: no such file"),
              ([*COMMON, "--teacher", no_card], "no model card nocard.json"),
-             ([*COMMON, "--teacher", WEIGHTS / "unet-decolorize.safetensors"], "holds unet-decolorize, not a segmenter")]
+             ([*COMMON, "--teacher", WEIGHTS / "unet-decolorize.safetensors"],
+              "holds unet-decolorize, not a segmenter")]
     for i, (args, message) in enumerate(cases):
         r = run_cli("train", *args, "--out", tmp_path / f"run{i}")
         assert r.returncode == 2 and message in r.stderr, r.stderr

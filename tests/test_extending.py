@@ -23,6 +23,7 @@ from unetcli.errors import UsageError, WeightsError
 from unetcli.formats import Format, compare, register_format, unregister_format
 from unetcli.models import ModelSpec, get_spec, register_model, unregister_model
 from unetcli.outputs import RENDERERS, Renderer, register_renderer
+from unetcli.tasks import TASKS, DecolorizeTask, make_task, register_task, unregister_task
 from unetcli.weights import save_weights
 
 runner = CliRunner()
@@ -158,6 +159,29 @@ def test_a_registered_model_name_is_checked():
                                  seed="", train_size=32, full_resolution=True, loss="mae"))
     with pytest.raises(TypeError):
         ModelSpec("positional", "decolorize")  # every field is keyword-only
+
+
+def test_a_task_from_a_test_file_is_registered_and_checked():
+    class SketchTask(DecolorizeTask):
+        """A gray task under another name (what a plugin's or a recipe's task looks like to the registry)."""
+
+    with pytest.raises(UsageError, match="already exists"):
+        register_task("decolorize", SketchTask)
+    with pytest.raises(UsageError, match="not a unetcli.tasks.Task subclass"):
+        register_task("sketch", dict)
+    spec = ModelSpec(name="toy-sketch", task="sketch", factory=ToyGray, in_channels=3, out_channels=1, params=4,
+                     seed="", train_size=32, full_resolution=True, loss="mae")
+    register_task("sketch", SketchTask)
+    try:
+        register_model(spec)
+        assert isinstance(make_task(get_spec("toy-sketch")), SketchTask)
+    finally:
+        unregister_model("toy-sketch")
+        unregister_task("sketch")
+        unregister_task("decolorize")  # built-in: left alone
+    assert "sketch" not in TASKS and TASKS["decolorize"] is DecolorizeTask
+    with pytest.raises(UsageError, match="unknown task"):
+        register_model(spec)
 
 
 def test_a_format_from_a_test_file_exports_and_runs(toy_model, toy_format, tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 from unetcli.cli import main
 from unetcli.models.colorize_mobilenetv2 import SPEC, UNetColorizeMobileNetV2
 from unetcli.models.registry import register_model
-from unetcli.tasks import TASKS
+from unetcli.tasks import register_task
 from unetcli.tasks.colorize_lab import NUM_BINS, LabColorizeTask
 
 
@@ -32,7 +32,7 @@ def bins_model(in_channels: int = 1, out_channels: int = NUM_BINS) -> UNetColori
     return UNetColorizeMobileNetV2(in_channels, out_channels)
 
 
-TASKS["colorize-lab-bins"] = type("LabColorizeTaskBins", (LabColorizeTask,), {"rebalance_lambda": 0.5})
+register_task("colorize-lab-bins", type("LabColorizeTaskBins", (LabColorizeTask,), {"rebalance_lambda": 0.5}))
 BINS_SPEC = dataclasses.replace(
     SPEC, name="unet-colorize-mobilenetv2-bins", aliases=(), factory=bins_model, out_channels=NUM_BINS,
     task="colorize-lab-bins",
@@ -43,7 +43,7 @@ BINS_SPEC = dataclasses.replace(
 def lambda_spec(lam: float):
     """The regression variant with rebalancing ``lambda`` = ``lam``: its own task class and registry name."""
     task = type(f"LabColorizeTaskL{lam:g}", (LabColorizeTask,), {"rebalance_lambda": lam})
-    TASKS[f"colorize-lab-l{lam:g}"] = task
+    register_task(f"colorize-lab-l{lam:g}", task)
     return dataclasses.replace(SPEC, name=f"unet-colorize-mobilenetv2-l{lam:g}", aliases=(),
                                task=f"colorize-lab-l{lam:g}", loss=f"rebalanced-huber (lambda {lam:g})")
 

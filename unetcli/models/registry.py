@@ -32,7 +32,8 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     :func:`unetcli.load` then accept its name and aliases. Returns ``spec``.
 
     Raises:
-        UsageError: the name or an alias is already taken, or ``spec.task`` is not a known task.
+        UsageError: the name or an alias is already taken, or ``spec.task`` is not a known task (built in, or added
+            with :func:`unetcli.tasks.register_task`).
     """
     from unetcli.tasks import TASKS  # tasks import the registry's ModelSpec: imported here, not at module level
 
