@@ -88,9 +88,9 @@ def skip_teardown() -> None:
     torchrun rank): when it ends, :func:`main` flushes stdout and stderr and ends the process with ``os._exit`` and
     the command's exit code, skipping the interpreter's teardown (freeing every module and torch's operator
     registrations: about 0.5 s of CPU, a quarter of a one-photo run; in a torchrun rank it can abort in gloo's
-    destructor). Only :func:`main` acts on it, and only for the process's own command line
-    (the console script, ``python -m unetcli``); ``main(argv)`` called from Python code and the app run in-process
-    (Typer's ``CliRunner``) exit normally."""
+    destructor). Only :func:`main` acts on it, and only for the process's own command line (the console script,
+    ``python -m unetcli``); ``main(argv)`` called from Python code and the app run in-process (Typer's
+    ``CliRunner``) exit normally."""
     global _SKIP_TEARDOWN
     _SKIP_TEARDOWN = True
 
