@@ -77,13 +77,16 @@ def test_teacher_errors_are_one_line_and_leave_no_run_folder(tmp_path):
     _everyone_teacher(teacher)
     no_card = tmp_path / "nocard.safetensors"
     no_card.write_bytes(teacher.read_bytes())
+    three_classes = tmp_path / "three.safetensors"
+    save_weights(get_spec(NAME).factory(num_classes=3), three_classes, {"model": NAME})
     cases = [(["--model", "unet-decolorize", "--data", DATA / "photos", "--teacher", teacher],
               "--teacher: distillation trains one-class segmenters"),
              ([*COMMON, "--classes", "3", "--teacher", teacher], "with 3 classes is not one"),
              ([*COMMON, "--teacher", tmp_path / "missing.safetensors"], "missing.safetensors: no such file"),
              ([*COMMON, "--teacher", no_card], "no model card nocard.json"),
              ([*COMMON, "--teacher", WEIGHTS / "unet-decolorize.safetensors"],
-              "holds unet-decolorize, not a segmenter")]
+              "holds unet-decolorize, not a segmenter"),
+             ([*COMMON, "--teacher", three_classes], "with several classes; distillation needs one")]
     for i, (args, message) in enumerate(cases):
         r = run_cli("train", *args, "--out", tmp_path / f"run{i}")
         assert r.returncode == 2 and message in r.stderr, r.stderr

@@ -224,7 +224,6 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
             if task_class(spec).output_kind != "mask" or opts.classes != 1:
                 raise UsageError(f"--teacher: distillation trains one-class segmenters ({spec.name}"
                                  f"{f' with {opts.classes} classes' if opts.classes != 1 else ''} is not one)")
-            teacher_spec(Path(opts.teacher))
         if opts.best_metric is not None and opts.best_metric not in choices:
             raise UsageError(f"--best-metric {opts.best_metric}: {spec.name} validates {', '.join(choices)}")
         if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
@@ -237,12 +236,11 @@ def _resolve_options(opts: TrainOptions) -> dict | None:
 
 
 def teacher_spec(path: Path) -> ModelSpec:
-    """The registry model a ``--teacher`` weights file holds (read from its model card), checked to be a one-class
-    segmenter before a run folder is made.
+    """The registry model a ``--teacher`` weights file holds (read from its model card), checked to be a segmenter.
 
     Raises:
-        WeightsError: the file is missing, corrupt, or has no model card naming a model.
-        UsageError: not a one-class segmenter, or the card names a model this version does not know.
+        WeightsError: the file is missing, or has no model card naming a model.
+        UsageError: not a segmenter, or the card names a model this version does not know.
     """
     if not path.is_file():
         raise WeightsError(f"--teacher {path}: no such file")
@@ -253,9 +251,6 @@ def teacher_spec(path: Path) -> ModelSpec:
     spec = get_spec(name)
     if task_class(spec).output_kind != "mask":
         raise UsageError(f"--teacher {path}: holds {spec.name}, not a segmenter")
-    state, _ = load_state(path, spec)  # checks the file against its card's sha256
-    if state[f"{spec.logits_layer}.weight"].shape[0] != 1:
-        raise UsageError(f"--teacher {path}: {spec.name} with several classes; distillation needs one")
     return spec
 
 
@@ -571,6 +566,7 @@ class _Trainer:
         self.dtype = resolve_precision(opts.precision, self.device)
         if int(opts.classes) < 1:
             raise UsageError(f"--classes {opts.classes}: must be at least 1")
+        self.teacher, self.teacher_card = self._load_teacher() if opts.teacher is not None else (None, None)
         if self.ctx.is_main:  # after the option checks: a refused run leaves no folder behind
             ensure_writable_folder(self.run, "run folder")
         self.model_kwargs = task_class(spec).training_model_kwargs(int(opts.classes))
@@ -645,27 +641,30 @@ class _Trainer:
         self.optimizer.load_state_dict(self.optimizer.state_dict())
         ctx, device = self.ctx, self.device
         self.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
-        self.teacher, self.teacher_card = self._load_teacher() if opts.teacher is not None else (None, None)
+        if self.teacher_card:
+            say(f"teacher {self.teacher_card['weights']} ({self.teacher_card['model']}, sha256 "
+                f"{self.teacher_card['sha256'][:12]}): targets are its probabilities on mixed-up crops")
         say(f"training {spec.name} on {ctx.world_size} x {device} ({precision_name(self.dtype)}), batch "
             f"{self.batch_size}"
             + (f" x {ctx.world_size} processes = {self.batch_size * ctx.world_size} effective" if ctx.enabled else "")
             + f", lr {self.lr:g}, crops {self.size}x{self.size}, epochs {self.start_epoch + 1}..{opts.epochs}")
 
     def _load_teacher(self) -> tuple[nn.Module, dict]:
-        """``--teacher``: the model its weights file names, frozen, in eval mode on the training device; and what
-        the card records about it.
+        """``--teacher``: the model its weights file names, frozen, in eval mode on the training device, and what
+        the card records about it; loaded (once) before the run folder is made, so a bad teacher leaves none.
 
         Raises:
-            WeightsError, UsageError: see :func:`teacher_spec` (the file changed since the run started).
+            WeightsError: see :func:`teacher_spec`; a corrupt file or one of another architecture (:func:`load_model`).
+            UsageError: see :func:`teacher_spec`; a segmenter of several classes.
         """
         from unetcli.engine.model import load_model  # the inference loader (engine.model imports the tasks)
 
         path = Path(self.opts.teacher)
         spec = teacher_spec(path)
-        teacher, info = load_model(spec, path, self.device)
+        teacher, info = load_model(spec, path, self.device)  # checks the file against its card's sha256
+        if teacher.get_submodule(spec.logits_layer).out_channels != 1:
+            raise UsageError(f"--teacher {path}: {spec.name} with several classes; distillation needs one")
         teacher.requires_grad_(False)
-        self.say(f"teacher {info.path} ({spec.name}, sha256 {info.sha256[:12]}): targets are its probabilities on "
-                 f"mixed-up crops")
         return teacher, {"weights": str(info.path), "model": spec.name, "sha256": info.sha256,
                          "targets": "sigmoid of the teacher's logits on each training crop, after mixup (each crop "
                                     "blended with the one before it in the batch, weight uniform in [0, 1])"}
