@@ -110,7 +110,8 @@ def test_prediction_keeps_the_aspect_ratio_and_writes_full_size_masks(tmp_path):
 
     task = make_task(get_spec(NAME), size=384)
     assert task.working_shape((1200, 400)) == (384, 128) and task.working_shape((300, 600)) == (192, 384)
-    assert make_task(get_spec("unet-seg"), size=128).working_shape((1200, 400)) == (128, 128)
+    assert make_task(get_spec("unet-seg"), size=384).working_shape((1200, 400)) == (384, 128)  # the seed too
+    assert make_task(get_spec("unet-colorize"), size=128).working_shape((1200, 400)) == (128, 128)  # squashed
     photos = tmp_path / "in"
     photos.mkdir()
     Image.fromarray(skimage_photo("astronaut")).resize((420, 150)).save(photos / "wide.png")

@@ -49,9 +49,13 @@ class UNetSegmentation(PaddedUNet):
         return self.out(x)
 
 
-#: The registry entry of this model (collected by :mod:`unetcli.models.registry`).
+#: The registry entry of this model (collected by :mod:`unetcli.models.registry`). Working size: longest side 384,
+#: aspect kept, 256-px training crops at that scale (the seed's network takes 256 x 256; squashed to 128 x 128,
+#: the size this entry had until 2026-12-05, people shrink so far that even the pretrained person segmenter falls
+#: from 0.72 to 0.26 IoU on the held-out composites: docs/training.md).
 SPEC = ModelSpec(
     name="unet-seg", aliases=("seg",), task="segment", factory=UNetSegmentation, in_channels=3, out_channels=1,
-    params=31_043_521, seed="002_e65f0e3ed9642e47.txt (UNET(n_classes))", train_size=128, full_resolution=False,
-    loss="bce+dice", size_divisor=UNetSegmentation.size_divisor, tile_overlap=UNetSegmentation.tile_overlap,
+    params=31_043_521, seed="002_e65f0e3ed9642e47.txt (UNET(n_classes))", train_size=256, full_resolution=False,
+    working_size=384, loss="bce+dice", size_divisor=UNetSegmentation.size_divisor,
+    tile_overlap=UNetSegmentation.tile_overlap,
     description="photo -> person mask (sigmoid for 1 class, softmax for more)")
