@@ -337,14 +337,14 @@ def part_floor_model(a: dict) -> dict:
 def part_floor_io(a: dict) -> dict:
     """The I/O no ``predict`` run can avoid, per photo: Pillow decode of the input at full size (``Image.open`` +
     ``load``) and encode of the output ``predict`` wrote for it (re-read from ``out``, untimed), at full size, in
-    predict's default format and settings (PNG with :data:`unetcli.imageio.SAVE_OPTIONS`, to a file in ``tmp``).
+    predict's default format and settings (PNG with :data:`unetcli.files.SAVE_OPTIONS`, to a file in ``tmp``).
 
     Every photo of the folder but the first ``skip``; ``iters`` passes, the best total counts. Output files are
     found by predict's naming for a folder (input stem + ``.png``; ``stem_ext.png`` where two inputs share a stem).
     """
     from PIL import Image
 
-    from unetcli.imageio import SAVE_OPTIONS
+    from unetcli.files import SAVE_OPTIONS
 
     paths = photo_paths(a["photos"])[a.get("skip", 1):]
     out, tmp = Path(a["out"]), Path(a["tmp"])

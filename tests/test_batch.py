@@ -108,7 +108,7 @@ def _outputs(folder: Path) -> list[Path]:
 
 def _hidden(folder: Path) -> list[Path]:
     """Hidden files left in ``folder`` (temporary files ...), apart from predict's record of its outputs
-    (``unetcli.imageio.OUTPUT_LOG``)."""
+    (``unetcli.files.OUTPUT_LOG``)."""
     return sorted(p for p in folder.rglob(".*") if p.name != ".unetcli-outputs.jsonl")
 
 

@@ -30,7 +30,7 @@ from conftest import run_cli, skimage_photo
 from test_batch import (UNPRIVILEGED, _assert_complete_png, _command, _env, _hidden, _outputs, _popen, _wait_for,
                         needs_permissions)
 
-#: predict's record of what it wrote (``unetcli.imageio.OUTPUT_LOG``), a hidden file at OUTPUT's root.
+#: predict's record of what it wrote (``unetcli.files.OUTPUT_LOG``), a hidden file at OUTPUT's root.
 MANIFEST = ".unetcli-outputs.jsonl"
 
 

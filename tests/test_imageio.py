@@ -10,7 +10,9 @@ from PIL import Image
 
 from conftest import skimage_photo
 from unetcli.errors import InputError, UsageError
-from unetcli.imageio import collect_inputs, read_photo, save_atomic
+from unetcli.files import save_atomic
+from unetcli.imageio import read_photo
+from unetcli.inputs import collect_inputs
 
 
 @pytest.fixture

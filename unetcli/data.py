@@ -12,7 +12,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from unetcli.errors import InputError, UsageError
-from unetcli.imageio import collect_inputs, is_image_name, read_photo
+from unetcli.imageio import read_photo
+from unetcli.inputs import collect_inputs, is_image_name
 from unetcli.tasks.base import Task, longest_side_size
 
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from unetcli.errors import InputError
-from unetcli.imageio import atomic_write, printable, remove_stale_temporaries
+from unetcli.files import atomic_write, remove_stale_temporaries
+from unetcli.imageio import printable
 from unetcli.sheets import flatten, open_preview
 
 if TYPE_CHECKING:  # the engine (and torch) is not needed to write a page

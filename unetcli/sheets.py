@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from unetcli.errors import InputError, UsageError
-from unetcli.imageio import (atomic_write, collect_inputs, image_format_for, is_image_name, open_regular, printable,
-                             read_photo, to_uint8)
+from unetcli.files import atomic_write
+from unetcli.imageio import image_format_for, open_regular, printable, read_photo, to_uint8
+from unetcli.inputs import collect_inputs, is_image_name
 
 #: Modes that Pillow's ``convert("RGB")`` would clip or misread (16-bit, 32-bit, float): decoded by read_photo.
 _WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -121,7 +122,7 @@ def contact_sheet(rows: Sequence[Sequence[Image.Image | None]], labels: Sequence
 
 
 def save_sheet(sheet: Image.Image, path: Path) -> None:
-    """Write a sheet atomically (:func:`unetcli.imageio.atomic_write`; JPEG at quality 90), format by extension.
+    """Write a sheet atomically (:func:`unetcli.files.atomic_write`; JPEG at quality 90), format by extension.
 
     Raises:
         UsageError: Pillow cannot write the extension.

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from unetcli.errors import WeightsError
-from unetcli.imageio import atomic_write
+from unetcli.files import atomic_write
 from unetcli.models.registry import REGISTRY_VERSION, ModelSpec, get_spec
 
 #: Environment variable that points the tool at another folder of shipped-style weights.

@@ -10,7 +10,8 @@ from rich.markup import escape
 
 from unetcli import console
 from unetcli.errors import EXIT_SOME_FAILED, UsageError
-from unetcli.imageio import ensure_writable_folder, printable
+from unetcli.files import ensure_writable_folder
+from unetcli.imageio import printable
 from unetcli.sheets import pair_files, write_sheets
 
 

@@ -22,7 +22,8 @@ from unetcli.engine.predict import FileResult, PredictOptions, PredictSummary, S
 from unetcli.engine.predict import predict as run_predict
 from unetcli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, UsageError
 from unetcli.gallery import Gallery
-from unetcli.imageio import append_line, open_append, printable
+from unetcli.files import append_line, open_append
+from unetcli.imageio import printable
 
 
 def read_file_list(source: str) -> list[str]:

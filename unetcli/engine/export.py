@@ -30,7 +30,7 @@ from unetcli.engine.model import load_model
 from unetcli.errors import ExportError, UsageError
 from unetcli.formats import Format, get_format, import_optional
 from unetcli.formats.onnx import DEFAULT_OPSET  # noqa: F401 - re-exported for the CLI
-from unetcli.imageio import atomic_write, temporary_name
+from unetcli.files import atomic_write, temporary_name
 from unetcli.models.registry import REGISTRY_VERSION, ModelSpec, get_spec
 from unetcli.tasks import task_class
 from unetcli.weights import WeightsInfo

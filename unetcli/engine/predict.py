@@ -35,10 +35,11 @@ from unetcli.devices import usable_cores
 from unetcli.engine.predictor import Predictor
 from unetcli.engine.progress import ProgressDisplay, file_progress
 from unetcli.errors import UsageError, WeightsError
-from unetcli.imageio import (ALPHA_FORMATS, OUTPUT_LOG, QUALITY_FORMATS, InputMetadata, OutputLog, auto_output_ext,
-                             carried_metadata, check_output_format, collect_inputs, collect_listed,
-                             ensure_writable_folder, fit_for_format, image_format_for, is_image_name, printable,
-                             read_metadata, remove_stale_temporaries, save_atomic, writable_format)
+from unetcli.files import OutputLog, ensure_writable_folder, remove_stale_temporaries, save_atomic
+from unetcli.imageio import (ALPHA_FORMATS, QUALITY_FORMATS, auto_output_ext, check_output_format, fit_for_format,
+                             image_format_for, printable, writable_format)
+from unetcli.inputs import collect_inputs, collect_listed, is_image_name
+from unetcli.metadata import InputMetadata, carried_metadata, read_metadata
 from unetcli.models.registry import get_spec
 from unetcli.tasks import task_class
 from unetcli.tasks.base import writes_in_flight
@@ -228,7 +229,7 @@ def quality_for(opts: PredictOptions, fmt: str) -> int | None:
 
 
 def made_by(predictor: Predictor, opts: PredictOptions, formats: set[str]) -> dict[str, dict]:
-    """What makes an output's pixels, recorded with it (:class:`~unetcli.imageio.OutputLog`), for each output
+    """What makes an output's pixels, recorded with it (:class:`~unetcli.files.OutputLog`), for each output
     format of the run (``--ext auto`` writes several; the weights are hashed once): the model, the weights' sha256
     and the options that change pixels or bytes (format, precision, tiling, working size, task options, and
     ``quality`` when it is given and the format takes it: absent otherwise, so the records of runs without it are
@@ -787,7 +788,7 @@ class _BatchRunner:
     def finish_and_write(self, output: torch.Tensor, ctx: dict, dst: Path,
                          metadata: InputMetadata | None = None) -> list[str]:
         """Writer thread: the task's post-processing, then an atomic save (``--quality``; the input's EXIF and ICC
-        profile where the format stores them, :func:`~unetcli.imageio.carried_metadata`) with its record in the
+        profile where the format stores them, :func:`~unetcli.metadata.carried_metadata`) with its record in the
         output log; returns notes for the file."""
         fmt = self.formats[dst]
         image, notes = fit_for_format(self.task.finish(output, ctx), fmt)

@@ -44,7 +44,7 @@ from unetcli.devices import autocast, precision_name, resolve_precision
 from unetcli.engine.distributed import all_reduce_sums, barrier, gather_lists, init_distributed, shutdown
 from unetcli.engine.progress import TrainingProgress, metric_label
 from unetcli.errors import EXIT_SOME_FAILED, TrainingInterrupted, UnetcliError, UsageError, WeightsError
-from unetcli.imageio import atomic_write, ensure_writable_folder, remove_stale_temporaries
+from unetcli.files import atomic_write, ensure_writable_folder, remove_stale_temporaries
 from unetcli.models.registry import ModelSpec, get_spec
 from unetcli.tasks import make_task, task_class
 from unetcli.weights import (load_into, load_pretrained_encoder, load_state, read_card, read_torch_file,
@@ -350,7 +350,7 @@ def freeze_batchnorm(model: torch.nn.Module) -> None:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save(state)`` to ``path``, atomically (:func:`unetcli.imageio.atomic_write`).
+    """``torch.save(state)`` to ``path``, atomically (:func:`unetcli.files.atomic_write`).
 
     Written through an unbuffered Python file: torch's own file writer reports a full disk as an obscure
     ``RuntimeError`` ("unexpected pos"), a Python file raises ``OSError`` (errno ENOSPC) at the failing write.
