@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,6 +49,18 @@ def test_train_writes_weights_card_metrics_and_plot(tmp_path):
     out = tmp_path / "pred"
     r = run_cli("predict", "-m", "simple-black", "--weights", run / "simple-black.safetensors", PHOTOS, out)
     assert r.returncode == 0 and len([p for p in out.iterdir() if not p.name.startswith(".")]) == 4
+
+
+def test_a_run_logged_to_a_file_says_how_far_it_is_at_each_checkpoint(tmp_path):
+    """stderr that is no terminal (nohup, a batch job's log) gets no progress bar; each checkpoint within an epoch
+    writes one line instead: epoch, batch of the epoch, running mean loss, speed and where the checkpoint is."""
+    r = _train(tmp_path / "run", "--epochs", "1", "--crops-per-photo", "4", "--save-every", "0.0001")
+    assert r.returncode == 0, r.stderr
+    found = re.findall(r"^epoch 1/1, batch (\d+)/(\d+): loss ([\d.e-]+), ([\d.]+) img/s; checkpoint (.+)$",
+                       r.stderr, re.M)
+    assert found and found[0][0] == "1", r.stderr
+    assert all(int(step) < int(total) and float(loss) > 0 and float(rate) > 0 and Path(last) == tmp_path / "run"
+               / "last.pt" for step, total, loss, rate, last in found)
 
 
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):

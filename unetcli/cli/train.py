@@ -100,7 +100,7 @@ def train(
     save_every: Annotated[float, typer.Option(
         "--save-every", rich_help_panel="Run folder", min=0.0, metavar="MIN",
         help="Minutes between checkpoints within an epoch, so a killed run loses at most this much (0: only at the "
-             "end of each epoch; single-process runs).")] = 10.0,
+             "end of each epoch; single-process runs). Logged to a file, each says how far the run is.")] = 10.0,
     nproc: Annotated[int, typer.Option(
         "--nproc", min=1, metavar="N",
         help="Train with N processes on this machine (runs this command under torchrun; for several machines call "

@@ -775,8 +775,12 @@ class _Trainer:
                 continue
             if stop.signal is not None or (self.save_every_s
                                            and time.perf_counter() - self.last_save >= self.save_every_s):
+                seconds = time.perf_counter() - t0
                 self.save_last(epoch - 1, {"epoch": epoch, "step": step, "loss_sum": loss_sum, "n": n,
-                                           "seconds": time.perf_counter() - t0})
+                                           "seconds": seconds})
+                if stop.signal is None and not self.progress.shown:  # a log file (nohup, a batch job): say it lives
+                    self.say(f"epoch {epoch + 1}/{opts.epochs}, batch {step}/{n_batches}: loss {loss_sum / n:.5g}, "
+                             f"{n / max(seconds, 1e-9):.3g} img/s; checkpoint {self.run}/last.pt")
                 if stop.signal is not None:
                     raise TrainingInterrupted(
                         f"{signal.Signals(stop.signal).name} at epoch {epoch + 1}, batch {step} of {n_batches}: "
