@@ -293,19 +293,33 @@ def test_cutout_needs_a_format_with_alpha(seg_weights, people_photos, tmp_path):
     assert r.returncode == 2 and "expected one of mask, overlay, cutout" in r.stderr
 
 
-def test_shipped_weights_reach_the_iou_bar_on_held_out_composites(tmp_path):
-    """Quality bar (issue 4): IoU >= 0.85 on composites of people and backgrounds never seen in training; here the
-    8 held-out composites in tests/data (the first 8 of the validation set, not picked)."""
-    weights = shipped_weights(get_spec("unet-seg"))
-    if weights is None:
-        pytest.skip("unet-seg has no shipped weights yet")
-    r = run_cli("predict", "-m", "seg", COMPOSITES / "images", tmp_path)
+#: Issue 15's bars on composites of held-out people on held-out backgrounds: the best person segmenter (the one
+#: ``seg`` names) 0.80, the seed architecture 0.60.
+COMPOSITE_BARS = {"unet-seg-mobilenetv2": 0.80, "unet-seg": 0.60}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSITE_BARS))
+def test_shipped_weights_reach_the_iou_bar_on_held_out_composites(tmp_path, name):
+    """Quality bar (issue 15), default ``predict`` options, full resolution: the 8 held-out composites in
+    tests/data (the first 8 of the validation set, not picked; the 300 are scored by examples/recipes/evaluate.py
+    into the model card)."""
+    if shipped_weights(get_spec(name)) is None:
+        pytest.skip(f"{name} has no shipped weights yet")
+    r = run_cli("predict", "-m", name, COMPOSITES / "images", tmp_path)
     assert r.returncode == 0, r.stderr
     stems = sorted(p.stem for p in (COMPOSITES / "masks").glob("*.png"))
     ious = [iou_dice(torch.from_numpy(np.asarray(Image.open(tmp_path / f"{s}.png")) > 127)[None],
                      torch.from_numpy(np.asarray(Image.open(COMPOSITES / "masks" / f"{s}.png")) > 127)[None])[0].item()
             for s in stems]
-    assert np.mean(ious) >= 0.85, ious
+    assert np.mean(ious) >= COMPOSITE_BARS[name], ious
+
+
+def test_the_seg_alias_names_the_best_shipped_person_segmenter():
+    """``seg`` is "the best we ship for this job": the pretrained-encoder model once its weights ship, until then
+    the seed's architecture; ``unet-seg`` is always the seed's exact network."""
+    best = "unet-seg-mobilenetv2" if shipped_weights(get_spec("unet-seg-mobilenetv2")) else "unet-seg"
+    assert get_spec("seg").name == best
+    assert get_spec("unet-seg").params == 31_043_521 and get_spec("unet-seg").seed.startswith("002_")
 
 
 def test_masks_of_jpegs_decoded_at_a_reduced_scale_match_the_full_decode(tmp_path):
