@@ -18,7 +18,7 @@ from conftest import SKIMAGE_PHOTOS, TESTS, held_out_photos, run_cli, skimage_ph
 from unetcli.engine.evaluate import evaluate_photos
 from unetcli.imageio import read_photo, to_uint8
 from unetcli.models.registry import get_spec
-from unetcli.tasks import colorize
+from unetcli.tasks import lab as cielab
 from unetcli.tasks.base import resize_float
 from unetcli.tasks.colorize import ColorizeTask
 from unetcli.weights import shipped_weights
@@ -81,7 +81,7 @@ def test_recombination_matches_scikit_image_float64_on_real_photos(photo):
     ab = torch.from_numpy(ab).permute(2, 0, 1).contiguous()
     levels = np.round(gray * 65535.0).astype(np.uint16)
     for given in (torch.from_numpy(gray), torch.from_numpy(levels)):
-        _assert_same_8bit(colorize.recombine(given, ab), want, f"{photo.stem} {given.dtype}")
+        _assert_same_8bit(cielab.recombine(given, ab), want, f"{photo.stem} {given.dtype}")
 
 
 def test_gray_levels_are_looked_up_as_their_float_values():
@@ -93,8 +93,8 @@ def test_gray_levels_are_looked_up_as_their_float_values():
     gray8 = np.asarray(im.convert("L"))
     for levels in (gray8, gray8.astype(np.uint16) * 257 + np.arange(gray8.shape[1], dtype=np.uint16) % 257):
         scale = np.float32(255.0 if levels.dtype == np.uint8 else 65535.0)
-        got = colorize.recombine(levels, ab)
-        want = colorize.recombine(np.divide(levels, scale, dtype=np.float32), ab)
+        got = cielab.recombine(levels, ab)
+        want = cielab.recombine(np.divide(levels, scale, dtype=np.float32), ab)
         assert np.array_equal(got, want), (levels.dtype, np.abs(got.astype(int) - want).max())
 
 
@@ -110,7 +110,7 @@ def test_encode_srgb8_rounds_the_exact_srgb_curve():
     x64 = x.astype(np.float64)
     curve = np.where(x64 <= 0.0031308, 12.92 * x64, 1.055 * x64 ** (1 / 2.4) - 0.055) * 255.0
     out = np.empty((len(x) // 3, 3), np.uint8)
-    colorize.encode_srgb8((x * np.float32(colorize.CELLS)).reshape(3, -1), out)
+    cielab.encode_srgb8((x * np.float32(cielab.CELLS)).reshape(3, -1), out)
     off = out.T.reshape(-1) != np.floor(curve + 0.5)
     assert off.mean() < 1e-5 and np.abs(curve[off] % 1 - 0.5).max() < 1e-5, (off.sum(), curve[off][:5])
 
@@ -123,13 +123,13 @@ def test_luminance_keeps_the_network_input_and_gives_exact_levels(tmp_path):
     im.convert("L").save(tmp_path / "gray.png")
     Image.fromarray(np.asarray(im.convert("L"), np.uint16) * 257 + 3).save(tmp_path / "gray16.png")
     photo = read_photo(held_out_photos()[0])
-    gray, levels = colorize.luminance(photo, chunk=5_000)  # several chunks of rows
+    gray, levels = cielab.luminance(photo, chunk=5_000)  # several chunks of rows
     assert np.array_equal(gray, rgb2gray(photo.rgb).astype(np.float32)) and levels.dtype == np.uint16
     assert np.abs(levels - gray.astype(np.float64) * 65535.0).max() <= 0.51  # float32 rounding of x 65535
-    gray, levels = colorize.luminance(read_photo(tmp_path / "gray.png"))
+    gray, levels = cielab.luminance(read_photo(tmp_path / "gray.png"))
     assert levels.dtype == np.uint8 and np.array_equal(levels, np.asarray(im.convert("L")))
     assert np.array_equal(gray, read_photo(tmp_path / "gray.png").rgb[:, :, 0])
-    gray, levels = colorize.luminance(read_photo(tmp_path / "gray16.png"))
+    gray, levels = cielab.luminance(read_photo(tmp_path / "gray16.png"))
     assert levels.dtype == np.uint16 and np.array_equal(levels, np.asarray(Image.open(tmp_path / "gray16.png")))
 
 
@@ -150,7 +150,7 @@ def test_finish_matches_scikit_image_and_pillow_upsampling(photo, monkeypatch):
     strip -> recombination) vs the float64 path it replaced (scikit-image rgb2lab of the output, Pillow "F" bilinear
     upsample, scikit-image recombination), for the default ab_of (sRGB output, here the photo at 128 x 128 made
     more saturated) and for a subclass's a/b (the photo's a/b at 96 x 64, scaled by 1.5)."""
-    monkeypatch.setattr(colorize, "STRIP_PIXELS", 20_000)
+    monkeypatch.setattr(cielab, "STRIP_PIXELS", 20_000)
     im = Image.open(photo).convert("RGB")
     gray = rgb2gray(np.asarray(im, np.float64) / 255.0).astype(np.float32)
     h, w = gray.shape
@@ -174,7 +174,7 @@ def test_finish_matches_scikit_image_and_pillow_upsampling(photo, monkeypatch):
 def test_lab_recombination_keeps_lightness_for_out_of_gamut_colours():
     rng = np.random.default_rng(0)
     lab = np.stack([rng.uniform(0, 100, 4096), rng.uniform(-100, 100, 4096), rng.uniform(-100, 100, 4096)])
-    rgb = colorize.lab_to_rgb_keeping_lightness(torch.from_numpy(lab.astype(np.float32))).numpy()
+    rgb = cielab.lab_to_rgb_keeping_lightness(torch.from_numpy(lab.astype(np.float32))).numpy()
     assert rgb.dtype == np.float32 and rgb.shape == (3, 4096)
     assert rgb.min() >= 0 and rgb.max() <= 1
     # within the 0.05 of the rule, plus float32 rounding of the check
@@ -188,7 +188,7 @@ def test_lightness_of_gray_equals_scikit_image_on_a_real_photo():
     ramp = np.linspace(0.0, 1.0, 65536)[None]  # every 16-bit level, shadows (linear segment) included
     for g in (gray, ramp):
         expected = rgb2lab(np.repeat(g[..., None], 3, axis=2))[..., 0]
-        got = colorize.lightness_of_gray(torch.from_numpy(g.astype(np.float32)))
+        got = cielab.lightness_of_gray(torch.from_numpy(g.astype(np.float32)))
         assert got.dtype == torch.float32
         assert np.abs(got.numpy() - expected).max() <= 1e-4
 
@@ -201,11 +201,11 @@ def test_upsample_matches_pillow_bilinear_up_and_down():
     ab = rgb2lab(rgb)[..., 1:].astype(np.float32)
     for h, w in ((768, 1024), (40, 300), (50, 60), (300, 40)):
         want = np.stack([resize_float(ab[..., c], (w, h)) for c in range(2)])
-        got = colorize.upsample_ab(torch.from_numpy(ab).permute(2, 0, 1), (h, w))
+        got = cielab.upsample_ab(torch.from_numpy(ab).permute(2, 0, 1), (h, w))
         assert got.shape == (2, h, w) and got.dtype == torch.float32
         assert np.abs(got.numpy() - want).max() <= 5e-3, (h, w)
         # recombine's strips of rows, each interpolated on its own: (a / 500, -b / 200) of the same values
-        rows = colorize._RowsOfAB(torch.from_numpy(ab).permute(2, 0, 1), (h, w))
+        rows = cielab._RowsOfAB(torch.from_numpy(ab).permute(2, 0, 1), (h, w))
         strips = [rows.rows(top, min(top + 7, h), np.empty(2 * (min(top + 7, h) - top) * w, np.float32))
                   for top in range(0, h, 7)]
         strips = np.concatenate([s.reshape(2, -1, w) for s in strips], axis=1)

@@ -416,16 +416,16 @@ def test_colorize_recombination_in_strips_writes_what_the_whole_photo_did(photo,
     photos, with saturated colours (out of gamut: the chroma bisection). (Issue 18: both float32 torch now; that
     they match the float64 scikit-image recombination is tested in tests/test_colorize.py.)"""
     from unetcli.imageio import read_photo
-    from unetcli.tasks import colorize
+    from unetcli.tasks import lab as cielab
 
     task = _colorize_task()
     p = read_photo(photo)
     x, ctx = task.prepare(p)
     small = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB").resize((64, 64)), np.float32) / 255)
     output = ((small.permute(2, 0, 1) - 0.5) * 1.6 + 0.5)  # more saturated than the photo: out of gamut too
-    monkeypatch.setattr(colorize, "STRIP_PIXELS", p.size[0] * p.size[1])
+    monkeypatch.setattr(cielab, "STRIP_PIXELS", p.size[0] * p.size[1])
     whole = np.asarray(task.finish(output, ctx)).astype(int)
-    monkeypatch.setattr(colorize, "STRIP_PIXELS", 5_000)
+    monkeypatch.setattr(cielab, "STRIP_PIXELS", 5_000)
     got = np.asarray(task.finish(output, ctx)).astype(int)
     # per pixel in both; float32 kernels may round a vector's tail differently (measured: identical)
     assert (got == whole).mean() >= 0.9999 and np.abs(got - whole).max() <= 1
