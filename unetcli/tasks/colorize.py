@@ -22,8 +22,9 @@ class ColorizeTask(Task):
     Input to the network: (1, size, size) luminance in [0, 1] (the photo resized to the working size).
     Output of the network: (3, size, size) sRGB, clamped to [0, 1]; converted to CIE Lab, its a/b channels
     upsampled (bilinear) to the photo's H x W and joined with the photo's own L, then converted back to sRGB
-    (out-of-gamut colours lose chroma, not lightness: :func:`~unetcli.tasks.lab.lab_to_rgb_keeping_lightness`) in strips of rows
-    (:func:`~unetcli.tasks.lab.recombine`), all in float32, so a 6000 x 4000 photo needs the photo's own buffers plus one strip.
+    (out-of-gamut colours lose chroma, not lightness: :func:`~unetcli.tasks.lab.lab_to_rgb_keeping_lightness`)
+    in strips of rows (:func:`~unetcli.tasks.lab.recombine`), all in float32, so a 6000 x 4000 photo needs the
+    photo's own buffers plus one strip.
     """
 
     output_kind = "RGB"
@@ -31,9 +32,9 @@ class ColorizeTask(Task):
     export_io = ("gray", "rgb", GRAY_INPUT, "sRGB, about [0, 1] but not clamped (clamp to [0, 1] before use)")
 
     def prepare(self, photo: Photo) -> tuple[torch.Tensor, dict]:
-        """The float32 luminance (:func:`~unetcli.tasks.lab.luminance`) resized to the working size (Pillow's bilinear in mode "F",
-        antialiased), (1, h, w) in [0, 1]; context: the luminance at full size as integer levels ((H, W) uint8 or
-        uint16 tensor) and the alpha ((H, W) uint8 or None)."""
+        """The float32 luminance (:func:`~unetcli.tasks.lab.luminance`) resized to the working size (Pillow's
+        bilinear in mode "F", antialiased), (1, h, w) in [0, 1]; context: the luminance at full size as integer
+        levels ((H, W) uint8 or uint16 tensor) and the alpha ((H, W) uint8 or None)."""
         gray, levels = luminance(photo)
         small = resize_float(gray, self.working_shape(photo.size))
         return chw(small), {"gray": torch.from_numpy(levels), "alpha": photo.alpha}
@@ -47,9 +48,10 @@ class ColorizeTask(Task):
 
     def finish(self, output: torch.Tensor, ctx: dict) -> Image.Image:
         """The network's colours (a/b (2, h, w), :meth:`ab_of`) upsampled to the photo's H x W and joined with its
-        own L (``ctx["gray"]``: (H, W) uint8 / uint16 levels (:func:`~unetcli.tasks.lab.luminance`) or float in [0, 1]), converted
-        back to sRGB in strips of about :data:`~unetcli.tasks.lab.STRIP_PIXELS` pixels (:func:`~unetcli.tasks.lab.recombine`); ``ctx["alpha"]`` ((H, W)
-        uint8 or None) is attached unchanged. Returns an "RGB" or "RGBA" image of the photo's size."""
+        own L (``ctx["gray"]``: (H, W) uint8 / uint16 levels (:func:`~unetcli.tasks.lab.luminance`) or float in
+        [0, 1]), converted back to sRGB in strips of about :data:`~unetcli.tasks.lab.STRIP_PIXELS` pixels
+        (:func:`~unetcli.tasks.lab.recombine`); ``ctx["alpha"]`` ((H, W) uint8 or None) is attached unchanged.
+        Returns an "RGB" or "RGBA" image of the photo's size."""
         rgb = recombine(ctx["gray"], self.ab_of(output))
         return with_alpha(Image.fromarray(rgb, mode="RGB"), ctx.get("alpha"))
 
