@@ -146,6 +146,8 @@ def _evaluate_segmentation(weights: Path, card: dict, val_data: Path, precisions
             entry["iou_images_with_people"] = _summary(with_people, "iou")
             union = sum(r["union_pixels"] for r in rows)  # IoU over all pixels of all images
             entry["iou_pooled"] = round(sum(r["intersection_pixels"] for r in rows) / union if union else 1.0, 4)
+            if set_name == "held_out":
+                entry["by_people"] = _by_people(rows, folder)
             per_image = set_name != "held_out"
             entry["per_image" if per_image else "worst"] = sorted(
                 ({"image": Path(r["image"]).name, "iou": round(r["iou"], 3)} for r in rows),
@@ -156,6 +158,23 @@ def _evaluate_segmentation(weights: Path, card: dict, val_data: Path, precisions
         evaluation["data"] = {name: str(folder) for name, folder in sets}
     card.setdefault("metrics", {})["evaluation"] = evaluation
     write_json_atomic(weights.with_suffix(".json"), card)
+
+
+def _by_people(rows: list[dict], folder: Path) -> dict:
+    """Mean IoU of the composites grouped by the held-out people in them ("marissa", "mako+thai", "nobody"), from
+    the composites recipe's ``composites.json`` beside the folder (its ``val_people`` are the name prefixes of the
+    cut-outs of each person); {} for a folder that has none."""
+    recipe = folder.parent / "composites.json"
+    if not recipe.is_file():
+        return {}
+    composites = json.loads(recipe.read_text())
+    people = {item["image"]: item["people"] for item in composites["splits"]["val"]["items"]}
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        names = {prefix for cutout in people.get(Path(r["image"]).name, [])
+                 for prefix in composites["val_people"] if Path(cutout).name.startswith(prefix)}
+        groups.setdefault("+".join(sorted(names)) or "nobody", []).append(r["iou"])
+    return {group: {"iou": round(statistics.fmean(v), 3), "n": len(v)} for group, v in sorted(groups.items())}
 
 
 if __name__ == "__main__":
