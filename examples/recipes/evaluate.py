@@ -162,17 +162,18 @@ def _evaluate_segmentation(weights: Path, card: dict, val_data: Path, precisions
 
 def _by_people(rows: list[dict], folder: Path) -> dict:
     """Mean IoU of the composites grouped by the held-out people in them ("marissa", "mako+thai", "nobody"), from
-    the composites recipe's ``composites.json`` beside the folder (its ``val_people`` are the name prefixes of the
-    cut-outs of each person); {} for a folder that has none."""
+    the composites recipe's ``composites.json`` beside the folder and its own rule for whom a cut-out shows
+    (``make_person_composites.person_name``); {} for a folder that has none."""
+    from make_person_composites import person_name  # the recipe beside this one (its folder is on sys.path)
+
     recipe = folder.parent / "composites.json"
     if not recipe.is_file():
         return {}
-    composites = json.loads(recipe.read_text())
-    people = {item["image"]: item["people"] for item in composites["splits"]["val"]["items"]}
+    items = json.loads(recipe.read_text())["splits"]["val"]["items"]
+    people = {item["image"]: item["people"] for item in items}
     groups: dict[str, list[float]] = {}
     for r in rows:
-        names = {prefix for cutout in people.get(Path(r["image"]).name, [])
-                 for prefix in composites["val_people"] if Path(cutout).name.startswith(prefix)}
+        names = {person_name(Path(cutout)) for cutout in people.get(Path(r["image"]).name, [])}
         groups.setdefault("+".join(sorted(names)) or "nobody", []).append(r["iou"])
     return {group: {"iou": round(statistics.fmean(v), 3), "n": len(v)} for group, v in sorted(groups.items())}
 
