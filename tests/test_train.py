@@ -58,7 +58,10 @@ def test_a_run_logged_to_a_file_says_how_far_it_is_at_each_checkpoint(tmp_path):
     assert r.returncode == 0, r.stderr
     found = re.findall(r"^epoch 1/1, batch (\d+)/(\d+): loss ([\d.e-]+), ([\d.]+) img/s; checkpoint (.+)$",
                        r.stderr, re.M)
-    assert found and found[0][0] == "1", r.stderr
+    # Which batches get a line depends on the clock (the first may finish within --save-every): only their order
+    # and count are fixed.
+    steps = [int(step) for step, *_ in found]
+    assert found and steps == sorted(set(steps)) and len({total for _, total, *_ in found}) == 1, r.stderr
     assert all(int(step) < int(total) and float(loss) > 0 and float(rate) > 0 and Path(last) == tmp_path / "run"
                / "last.pt" for step, total, loss, rate, last in found)
 
