@@ -63,6 +63,7 @@ def test_the_teachers_outputs_replace_the_masks(tmp_path):
     card = json.loads((tmp_path / "taught" / f"{NAME}.json").read_text())
     assert card["training"]["teacher"]["sha256"] == sha256_file(teacher)
     assert card["training"]["teacher"]["model"] == NAME
+    assert card["training"]["loss"] == "bce+dice against the teacher's probabilities"
     assert "iou" in card["metrics"]["validation"]  # validation still scores the masks
 
     # The teacher is part of the run: resuming with another one is refused, leaving the run as it was.

@@ -432,7 +432,8 @@ def _card(spec: ModelSpec, opts: TrainOptions, params: int, extra: dict) -> dict
                      "freeze_encoder_epochs": opts.freeze_encoder_epochs,
                      "encoder_lr_scale": spec.encoder_lr_scale if spec.encoder_weights else None,
                      "optimizer": "Adam",
-                     "loss": spec.loss, "seed": opts.seed, "val_split": opts.val_split, **extra.pop("training", {})},
+                     "loss": spec.loss if opts.teacher is None else f"{spec.loss} against the teacher's probabilities",
+                     "seed": opts.seed, "val_split": opts.val_split, **extra.pop("training", {})},
         **extra,
     }
 
