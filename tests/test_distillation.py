@@ -7,6 +7,9 @@ Real data: the person composites in tests/data/person-composites (real cut-outs 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,11 +17,12 @@ from PIL import Image
 
 from conftest import DATA, run_cli
 from unetcli.models.registry import get_spec
-from unetcli.weights import load_pretrained_encoder, save_weights, sha256_file, weights_dir
+from unetcli.weights import load_pretrained_encoder, load_state, save_weights, sha256_file, weights_dir
 
 NAME = "unet-seg-mobilenetv2"
 COMPOSITES = DATA / "person-composites"
 WEIGHTS = weights_dir()
+FITNETS = Path(__file__).resolve().parents[1] / "examples" / "recipes" / "seg_init_fitnets.py"
 COMMON = ["--model", NAME, "--data", COMPOSITES, "--size", "64", "--epochs", "2", "--workers", "0", "--batch-size",
           "4", "--crops-per-photo", "4", "--lr", "1e-2", "--val-split", "0.25", "--precision", "fp32"]
 
@@ -93,3 +97,35 @@ def test_teacher_errors_are_one_line_and_leave_no_run_folder(tmp_path):
         assert r.returncode == 2 and message in r.stderr, r.stderr
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not (tmp_path / f"run{i}").exists()
+
+
+def test_fitnets_hints_train_the_seeds_encoder_only_and_are_learnt(tmp_path):
+    """examples/recipes/seg_init_fitnets.py (issue 15's FitNets route): the seed unet-seg's encoder regresses the
+    person segmenter's encoder features at strides 2-16 on crops of real composites; its decoder stays as it was."""
+    teacher = tmp_path / "teacher.safetensors"
+    spec = get_spec(NAME)
+    torch.manual_seed(0)
+    model = spec.factory()
+    load_pretrained_encoder(model, spec)  # ImageNet features: what the hints carry
+    save_weights(model, teacher, {"model": NAME})
+    seed = get_spec("unet-seg")
+    init = tmp_path / "init.safetensors"
+    save_weights(seed.factory(), init, {"model": seed.name}, dtype=torch.float32)
+    out = tmp_path / "fitnets.safetensors"
+    r = subprocess.run([sys.executable, str(FITNETS), "--init", str(init),
+                        "--teacher", str(teacher), "--data", str(COMPOSITES / "images"), "--out", str(out),
+                        "--size", "64", "--batch-size", "4", "--steps", "60", "--log-every", "20", "--lr", "1e-3"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    before, _ = load_state(init, seed)
+    after, info = load_state(out, seed)
+    encoder = [k for k in before if k.startswith(("enc.", "bridge.")) and before[k].is_floating_point()]
+    decoder = [k for k in before if k.startswith(("up.", "dec.", "out."))]
+    assert encoder and decoder
+    assert all(not torch.equal(before[k], after[k]) for k in encoder if k.endswith(".weight"))
+    assert all(torch.equal(before[k], after[k]) for k in decoder)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["init"]["steps"] == 60 and sha256_file(teacher) in card["init"]["teacher"]
+    # The hints are learnt: every stride's error (teacher features standardised, so 1 = knowing nothing) falls.
+    first, last = card["init"]["log"][0]["mse_by_stride"], card["init"]["log"][-1]["mse_by_stride"]
+    assert all(last[s] < first[s] for s in first), (first, last)
