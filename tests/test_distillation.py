@@ -110,7 +110,7 @@ def test_fitnets_hints_train_the_seeds_encoder_only_and_are_learnt(tmp_path):
     save_weights(model, teacher, {"model": NAME})
     seed = get_spec("unet-seg")
     init = tmp_path / "init.safetensors"
-    save_weights(seed.factory(), init, {"model": seed.name}, dtype=torch.float32)
+    save_weights(seed.factory(), init, {"model": seed.name, "init": {"note": "random"}}, dtype=torch.float32)
     out = tmp_path / "fitnets.safetensors"
     r = subprocess.run([sys.executable, str(FITNETS), "--init", str(init),
                         "--teacher", str(teacher), "--data", str(COMPOSITES / "images"), "--out", str(out),
@@ -126,6 +126,13 @@ def test_fitnets_hints_train_the_seeds_encoder_only_and_are_learnt(tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in decoder)
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["init"]["steps"] == 60 and sha256_file(teacher) in card["init"]["teacher"]
+    assert card["init"]["from_init"] == {"note": "random"}  # the starting weights' own provenance travels on
     # The hints are learnt: every stride's error (teacher features standardised, so 1 = knowing nothing) falls.
     first, last = card["init"]["log"][0]["mse_by_stride"], card["init"]["log"][-1]["mse_by_stride"]
     assert all(last[s] < first[s] for s in first), (first, last)
+    # The weights start a run, whose card says how they were made.
+    r = run_cli("train", "--model", "unet-seg", "--weights", out, "--data", COMPOSITES, "--size", "64", "--epochs", "1",
+                "--batch-size", "4", "--workers", "0", "--val-split", "0.25", "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    trained = json.loads((tmp_path / "run" / "unet-seg.json").read_text())["training"]
+    assert trained["init_weights_training"]["method"].startswith("FitNets") and trained["init_weights"] == str(out)

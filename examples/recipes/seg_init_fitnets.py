@@ -23,7 +23,7 @@ Usage (from the repository root)::
     python examples/recipes/seg_init_from_colorize.py weights/unet-colorize.safetensors runs/unet-seg-init.safetensors
     python examples/recipes/seg_init_fitnets.py --init runs/unet-seg-init.safetensors \
         --teacher runs/seg-mnv2-tex/unet-seg-mobilenetv2.safetensors --data data/seg-train-tex/images \
-        --minutes 40 --out runs/unet-seg-fitnets.safetensors
+        --steps 1598 --out runs/unet-seg-fitnets.safetensors
 """
 
 from __future__ import annotations
@@ -43,11 +43,12 @@ from torch import nn
 
 from unetcli.devices import autocast, precision_name, resolve_precision, select_device
 from unetcli.models.registry import get_spec
-from unetcli.weights import load_state, save_weights
+from unetcli.weights import load_state, read_card, save_weights
 
 WORKING_SIZE = 384
-#: (student stage, its channels, teacher stage index, its channels) at strides 2, 4, 8, 16.
-HINTS = (("enc.1", 128, 0, 16), ("enc.2", 256, 1, 24), ("enc.3", 512, 2, 32), ("bridge", 1024, 3, 96))
+#: (student channels, teacher channels) at strides 2, 4, 8, 16: unet-seg's enc.1, enc.2, enc.3, bridge against
+#: MobileNetV2Encoder's first four stages.
+HINTS = ((128, 16), (256, 24), (512, 32), (1024, 96))
 
 
 def student_features(seg: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -100,7 +101,7 @@ def main() -> None:
     tstate, teacher_info = load_state(args.teacher, get_spec("unet-seg-mobilenetv2"))
     teacher.load_state_dict(tstate)
     encoder = teacher.encoder.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
-    heads = nn.ModuleList(nn.Conv2d(c, tc, 1) for _, c, _, tc in HINTS)
+    heads = nn.ModuleList(nn.Conv2d(c, tc, 1) for c, tc in HINTS)
     seg.to(device, memory_format=torch.channels_last).train()
     heads.to(device, memory_format=torch.channels_last)
     params = [p for n, p in seg.named_parameters() if n.startswith(("enc.", "bridge."))] + list(heads.parameters())
@@ -144,7 +145,7 @@ def main() -> None:
     save_weights(seg.to("cpu", memory_format=torch.contiguous_format), args.out, {"model": "unet-seg", "init": {
         "method": "FitNets hints (examples/recipes/seg_init_fitnets.py)", "command": " ".join(
             ["python", "examples/recipes/seg_init_fitnets.py"] + sys.argv[1:]),
-        "from": f"{args.init} (sha256 {init_info.sha256})",
+        "from": f"{args.init} (sha256 {init_info.sha256})", "from_init": read_card(args.init).get("init"),
         "teacher": f"unet-seg-mobilenetv2 {args.teacher} (sha256 {teacher_info.sha256}), encoder features at "
                    "strides 2-16", "steps": step, "crops": step * args.batch_size, "size": args.size,
         "batch_size": args.batch_size, "lr": args.lr, "precision": precision_name(dtype), "log": log[-20:]}},

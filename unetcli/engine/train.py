@@ -628,7 +628,9 @@ class _Trainer:
         self.optimizer = torch.optim.Adam(_param_groups(model, spec, self.lr), lr=self.lr)
         self.n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         # The training record of the starting weights goes into every card; read it once.
-        self.init_training = read_card(Path(opts.init_weights)).get("training") if opts.init_weights else None
+        # How the starting weights were made: a training run's card, or an initialisation recipe's ("init").
+        init_card = read_card(Path(opts.init_weights)) if opts.init_weights else {}
+        self.init_training = init_card.get("training") or init_card.get("init")
         self.history: list[dict] = []
         self.best = {"epoch": -1, "value": -math.inf}
         self.start_epoch, self.images_seen, self.wall = 0, 0, 0.0
