@@ -54,7 +54,7 @@ def test_train_writes_weights_card_metrics_and_plot(tmp_path):
 def test_a_run_logged_to_a_file_says_how_far_it_is_at_each_checkpoint(tmp_path):
     """stderr that is no terminal (nohup, a batch job's log) gets no progress bar; each checkpoint within an epoch
     writes one line instead: epoch, batch of the epoch, running mean loss, speed and where the checkpoint is."""
-    r = _train(tmp_path / "run", "--epochs", "1", "--crops-per-photo", "4", "--save-every", "0.0001")
+    r = _train(tmp_path / "run", "--epochs", "1", "--crops-per-photo", "4", "--save-every", "0.00001")
     assert r.returncode == 0, r.stderr
     found = re.findall(r"^epoch 1/1, batch (\d+)/(\d+): loss ([\d.e-]+), ([\d.]+) img/s; checkpoint (.+)$",
                        r.stderr, re.M)
