@@ -42,10 +42,11 @@ from PIL import Image
 from torch import nn
 
 from unetcli.devices import autocast, precision_name, resolve_precision, select_device
+from unetcli.engine.model import load_model
 from unetcli.models.registry import get_spec
-from unetcli.weights import load_state, read_card, save_weights
+from unetcli.weights import read_card, save_weights
 
-WORKING_SIZE = 384
+SEED = get_spec("unet-seg")
 #: (student channels, teacher channels) at strides 2, 4, 8, 16: unet-seg's enc.1, enc.2, enc.3, bridge against
 #: MobileNetV2Encoder's first four stages.
 HINTS = ((128, 16), (256, 24), (512, 32), (1024, 96))
@@ -67,7 +68,7 @@ def crops(paths: list[Path], size: int, batch: int, rng: random.Random):
         xs = []
         for p in rng.sample(paths, batch):
             im = Image.open(p).convert("RGB")  # the recipe's own composites and photos: plain files
-            f = WORKING_SIZE / max(im.size)
+            f = SEED.working_size / max(im.size)
             w, h = max(size, round(im.width * f)), max(size, round(im.height * f))
             im = im.resize((w, h), Image.Resampling.BILINEAR)
             x0, y0 = rng.randint(0, w - size), rng.randint(0, h - size)
@@ -94,16 +95,11 @@ def main() -> None:
     torch.manual_seed(args.seed)
     device = select_device("auto")
     dtype = resolve_precision("auto", device)
-    seg = get_spec("unet-seg").factory(num_classes=1)
-    state, init_info = load_state(args.init, get_spec("unet-seg"))
-    seg.load_state_dict(state)
-    teacher = get_spec("unet-seg-mobilenetv2").factory(num_classes=1)
-    tstate, teacher_info = load_state(args.teacher, get_spec("unet-seg-mobilenetv2"))
-    teacher.load_state_dict(tstate)
-    encoder = teacher.encoder.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
-    heads = nn.ModuleList(nn.Conv2d(c, tc, 1) for c, tc in HINTS)
-    seg.to(device, memory_format=torch.channels_last).train()
-    heads.to(device, memory_format=torch.channels_last)
+    seg, init_info = load_model(SEED, args.init, device)  # checks each file against its card's sha256
+    seg.train()
+    teacher, teacher_info = load_model(get_spec("unet-seg-mobilenetv2"), args.teacher, device)
+    encoder = teacher.encoder.requires_grad_(False)
+    heads = nn.ModuleList(nn.Conv2d(c, tc, 1) for c, tc in HINTS).to(device, memory_format=torch.channels_last)
     params = [p for n, p in seg.named_parameters() if n.startswith(("enc.", "bridge."))] + list(heads.parameters())
     opt = torch.optim.Adam(params, lr=args.lr)
 
@@ -113,9 +109,8 @@ def main() -> None:
     with torch.no_grad(), autocast(device, dtype):
         sample = [encoder(next(batches).to(device).contiguous(memory_format=torch.channels_last))[:4]
                   for _ in range(4)]
-    stats = [(torch.cat([s[i].float() for s in sample]).mean((0, 2, 3), keepdim=True),
-              torch.cat([s[i].float() for s in sample]).std((0, 2, 3), keepdim=True).clamp_min(1e-3))
-             for i in range(4)]
+    stages = [torch.cat([s[i].float() for s in sample]) for i in range(len(HINTS))]
+    stats = [(f.mean((0, 2, 3), keepdim=True), f.std((0, 2, 3), keepdim=True).clamp_min(1e-3)) for f in stages]
 
     log, start, step = [], time.perf_counter(), 0
     running = np.zeros(4)
