@@ -5,9 +5,11 @@ real background photos, in the standard ``DATA/images`` + ``DATA/masks`` layout.
 No hand-made person masks could be had offline, so the data is made the way matting and segmentation sets such
 as Adobe's composition-1k are made: exact masks come from the alpha channel of real cut-outs pasted on real
 photos. Object cut-outs (animals, vehicles, food, things) are pasted too as distractors and labelled
-background, so the model learns "person", not "pasted thing". Each paste gets a random scale, position and
-flip, a slight blur of its edge, a colour jitter (hue included) and a small stretch and rotation, so neither
-the seam nor the clothes of the few people in the pool are a cue.
+background, so the model learns "person", not "pasted thing"; the two among them that are real people (a
+firefighter in a protective suit, an astronaut on a spacewalk) are pasted as the distractors are, but labelled
+person. Each paste gets a random scale, position and flip, a slight blur of its edge, a colour jitter (hue
+included) and a small stretch and rotation, so neither the seam nor the clothes of the few people in the pool are
+a cue.
 
 Validation holds out whole people (every cut-out of a person, by name stem: ``cassy-dancing-2`` -> ``cassy``)
 and whole background packages (every photo of a source package), so its IoU measures people and scenes never
@@ -44,6 +46,12 @@ VAL_PACKAGES = ("opencv-doc", "mate-backgrounds", "palapeli-data")
 #: Background photos that show people themselves: left out, since their people would be labelled background.
 PHOTOS_WITH_PEOPLE = ("messi5.jpg", "tobogan-4x3.jpg", "all-sports-mural.jpg", "berkeley-mural.jpg",
                       "mural-faro.jpg", "clothing-store.jpg")
+#: Object cut-outs that are photos of real people (in a protective suit, in a spacesuit): pasted where and as large
+#: as the other objects (the random draws, and so every image, stay what they were without this list), but their
+#: pixels are person in the mask. Labelled background before 2026-12-05, they taught that people in suits and
+#: costumes are not people. Not here: the paratrooper (a few pixels of person under a parachute that fills the
+#: cut-out), the nutcracker figurine, Santa's cartoon face and the cartoon cat: background, as they were.
+OBJECTS_SHOWING_PEOPLE = ("tuxpaint_fireman240a", "tuxpaint_spacewalk")
 
 
 def person_name(path: Path) -> str:
@@ -120,9 +128,11 @@ def place(cut: Image.Image, canvas: tuple[int, int], height_frac: tuple[float, f
 
 
 def composite(background: Image.Image, people: list[Image.Image], objects: list[Image.Image], side: int,
-              rng: np.random.Generator, closeup: bool = False, hue: float = 1.0) -> tuple[Image.Image, np.ndarray]:
+              rng: np.random.Generator, closeup: bool = False, hue: float = 1.0,
+              objects_showing_people: list[bool] | None = None) -> tuple[Image.Image, np.ndarray]:
     """One training sample: a random crop of ``background`` (longest side ``side``) with the cut-outs pasted in
     random order (``closeup``: the first person as a portrait/upper body filling the frame, see ``place``).
+    ``objects_showing_people[i]``: object ``i`` is placed as an object but its pixels are person in the mask.
     Returns the RGB composite and its (H, W) uint8 mask (255 where a person is visible)."""
     bw, bh = background.size
     crop = rng.uniform(0.5, 1.0)
@@ -132,16 +142,17 @@ def composite(background: Image.Image, people: list[Image.Image], objects: list[
     canvas = (max(16, round(cw * f)), max(16, round(ch * f)))
     image = background.crop((x, y, x + cw, y + ch)).resize(canvas, Image.Resampling.BILINEAR).convert("RGBA")
     mask = np.zeros((canvas[1], canvas[0]), bool)
-    layers = [(c, True) for c in people] + [(c, False) for c in objects]
+    shows_person = objects_showing_people or [False] * len(objects)
+    layers = [(c, True, True) for c in people] + [(c, False, s) for c, s in zip(objects, shows_person)]
     order = rng.permutation(len(layers))
     if closeup:  # the close person (layer 0) is pasted last: nothing stands in front of a portrait
         order = [i for i in order if i != 0] + [0]
     for i in order:
-        cut, is_person = layers[i]
+        cut, is_person, counts_as_person = layers[i]
         layer, shape = place(jitter(cut, rng, hue), canvas, (0.4, 0.95) if is_person else (0.15, 0.6), rng,
                              closeup=bool(closeup and i == 0 and is_person))
         image = Image.alpha_composite(image, layer)
-        mask = (mask | shape) if is_person else (mask & ~shape)  # a later object hides the person behind it
+        mask = (mask | shape) if counts_as_person else (mask & ~shape)  # a later object hides the person behind it
     rgb = image.convert("RGB")
     if rng.random() < 0.3:  # whole-image softness and noise, so pasted and background pixels look alike
         rgb = rgb.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 0.8))))
@@ -182,6 +193,7 @@ def build(data: Path, out: Path, n_train: int, n_val: int, side: int, seed: int,
     # Distractor objects are split too (every third to validation), so validation objects are unseen as well.
     obj_split = {"train": [o for i, o in enumerate(objects) if i % 3], "val": objects[::3]}
     manifest = {"seed": seed, "side": side, "closeups": closeups, "hue": hue, "val_people": list(VAL_PEOPLE),
+                "objects_showing_people": list(OBJECTS_SHOWING_PEOPLE),
                 "val_packages": list(VAL_PACKAGES),
                 "excluded_backgrounds": list(PHOTOS_WITH_PEOPLE), "splits": {}}
     for name, count, sub_seed in (("train", n_train, 0), ("val", n_val, 1)):
@@ -204,7 +216,8 @@ def build(data: Path, out: Path, n_train: int, n_val: int, side: int, seed: int,
                                                                            int(rng.integers(0, 4)))]
             objs = [object_cache.setdefault(path, load_rgba(path)) for path in object_paths]
             rgb, mask = composite(background, [person_cache[p] for p in person_paths], objs, side, rng, closeup,
-                                  hue if name == "train" else 1.0)
+                                  hue if name == "train" else 1.0,
+                                  [p.stem in OBJECTS_SHOWING_PEOPLE for p in object_paths])
             items.append({"image": f"{k:05d}.jpg", "closeup": closeup, "background": str(bg_path.relative_to(data)),
                           "people": [str(p.relative_to(data)) for p in person_paths],
                           "objects": [str(p.relative_to(data)) for p in object_paths]})
