@@ -65,6 +65,11 @@ def load_rgba(path: Path) -> Image.Image:
         return im.convert("RGBA")
 
 
+def shows_person(path: Path) -> bool:
+    """An object cut-out that is a photo of a real person (:data:`OBJECTS_SHOWING_PEOPLE`)."""
+    return path.stem in OBJECTS_SHOWING_PEOPLE
+
+
 def jitter(cut: Image.Image, rng: np.random.Generator, hue: float = 1.0) -> Image.Image:
     """Random appearance and shape changes of an RGBA cut-out, so that a model cannot learn the few people of
     the pool by their clothes, colours or exact outline: brightness, contrast and saturation (factors 0.6-1.4),
@@ -217,7 +222,7 @@ def build(data: Path, out: Path, n_train: int, n_val: int, side: int, seed: int,
             objs = [object_cache.setdefault(path, load_rgba(path)) for path in object_paths]
             rgb, mask = composite(background, [person_cache[p] for p in person_paths], objs, side, rng, closeup,
                                   hue if name == "train" else 1.0,
-                                  [p.stem in OBJECTS_SHOWING_PEOPLE for p in object_paths])
+                                  [shows_person(p) for p in object_paths])
             items.append({"image": f"{k:05d}.jpg", "closeup": closeup, "background": str(bg_path.relative_to(data)),
                           "people": [str(p.relative_to(data)) for p in person_paths],
                           "objects": [str(p.relative_to(data)) for p in object_paths]})

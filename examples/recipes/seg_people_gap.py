@@ -32,7 +32,8 @@ def build_training_people_set(data: Path, out: Path, count: int = 300, side: int
     people, objects, photos = recipe.source_pool(data)
     cut_people = [recipe.load_rgba(p) for p in people if recipe.person_name(p) not in recipe.VAL_PEOPLE]
     backgrounds = [p for p in photos if p.parent.name in recipe.VAL_PACKAGES]
-    val_objects = [recipe.load_rgba(o) for o in objects[::3]]  # the validation objects of the recipe's split
+    val_paths = objects[::3]  # the validation objects of the recipe's split
+    val_objects = [recipe.load_rgba(o) for o in val_paths]
     rng = np.random.default_rng((0, 7))
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
@@ -41,8 +42,9 @@ def build_training_people_set(data: Path, out: Path, count: int = 300, side: int
             background = im.convert("RGB")
         n_people = int(rng.choice([0, 1, 1, 1, 2, 2]))
         pasted = [cut_people[int(i)] for i in rng.integers(0, len(cut_people), n_people)]
-        objs = [val_objects[int(i)] for i in rng.integers(0, len(val_objects), int(rng.integers(0, 4)))]
-        rgb, mask = recipe.composite(background, pasted, objs, side, rng)
+        picks = [int(i) for i in rng.integers(0, len(val_objects), int(rng.integers(0, 4)))]
+        rgb, mask = recipe.composite(background, pasted, [val_objects[i] for i in picks], side, rng,
+                                     objects_showing_people=[recipe.shows_person(val_paths[i]) for i in picks])
         rgb.save(out / "images" / f"{k:05d}.jpg", quality=90)
         Image.fromarray(mask, mode="L").save(out / "masks" / f"{k:05d}.png")
 
