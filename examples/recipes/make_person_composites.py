@@ -48,9 +48,10 @@ PHOTOS_WITH_PEOPLE = ("messi5.jpg", "tobogan-4x3.jpg", "all-sports-mural.jpg", "
                       "mural-faro.jpg", "clothing-store.jpg")
 #: Object cut-outs that are photos of real people (in a protective suit, in a spacesuit): pasted where and as large
 #: as the other objects (the random draws, and so every image, stay what they were without this list), but their
-#: pixels are person in the mask. Labelled background before 2026-12-05, they taught that people in suits and
-#: costumes are not people. Not here: the paratrooper (a few pixels of person under a parachute that fills the
-#: cut-out), the nutcracker figurine, Santa's cartoon face and the cartoon cat: background, as they were.
+#: pixels are person in the mask. Labelled background before 2026-12-05, they taught that people in suits are not
+#: people (44 of 8,000 training composites; docs/models.md). Not here: the paratrooper (a few pixels of person under
+#: a parachute that fills the cut-out), the nutcracker figurine, Santa's cartoon face and the cartoon cat:
+#: background, as they were.
 OBJECTS_SHOWING_PEOPLE = ("tuxpaint_fireman240a", "tuxpaint_spacewalk")
 
 
@@ -147,8 +148,8 @@ def composite(background: Image.Image, people: list[Image.Image], objects: list[
     canvas = (max(16, round(cw * f)), max(16, round(ch * f)))
     image = background.crop((x, y, x + cw, y + ch)).resize(canvas, Image.Resampling.BILINEAR).convert("RGBA")
     mask = np.zeros((canvas[1], canvas[0]), bool)
-    shows_person = objects_showing_people or [False] * len(objects)
-    layers = [(c, True, True) for c in people] + [(c, False, s) for c, s in zip(objects, shows_person)]
+    labels = objects_showing_people or [False] * len(objects)
+    layers = [(c, True, True) for c in people] + [(c, False, person) for c, person in zip(objects, labels)]
     order = rng.permutation(len(layers))
     if closeup:  # the close person (layer 0) is pasted last: nothing stands in front of a portrait
         order = [i for i in order if i != 0] + [0]
