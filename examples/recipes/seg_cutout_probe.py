@@ -45,14 +45,13 @@ def probe(cut_path: Path) -> tuple[Image.Image, np.ndarray]:
 def segmenters(args: argparse.Namespace) -> dict:
     """name -> function(RGB image) -> (H, W) bool mask."""
     if args.mediapipe:
-        import mediapipe as mp  # the teacher venv only (numpy < 2)
-        selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True)
+        from make_real_people import Teachers  # the teacher venv only (mediapipe, numpy < 2)
+        teachers = Teachers()
 
         def pose_mask(rgb: np.ndarray) -> np.ndarray:
-            found = pose.process(rgb).segmentation_mask
+            found = teachers.pose.process(rgb).segmentation_mask
             return np.zeros(rgb.shape[:2], bool) if found is None else np.asarray(found) > 0.5
-        return {"selfie": lambda im: np.asarray(selfie.process(np.asarray(im)).segmentation_mask) > 0.5,
+        return {"selfie": lambda im: teachers.selfie(np.asarray(im)) > 0.5,
                 "pose": lambda im: pose_mask(np.ascontiguousarray(np.asarray(im)))}
     import unetcli
     model = unetcli.load(args.model, weights=args.weights)
@@ -77,6 +76,7 @@ def main() -> None:
         line = []
         for name, segment in models.items():
             mask = segment(image)
+            # numpy, not unetcli.metrics: the teacher venv has no unetcli (its numpy < 2)
             iou = float((mask & truth).sum() / max((mask | truth).sum(), 1))
             scores.setdefault((name, held_out), []).append(iou)
             line.append(f"{name} {iou:.2f}")
